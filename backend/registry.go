@@ -1,0 +1,304 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nopal-dev/nopal/codec"
+)
+
+// Errors returned by the registry; check them with errors.Is.
+var (
+	ErrNoHandlers    = errors.New("backend: component has no handler methods")
+	ErrDuplicateName = errors.New("backend: route registered twice")
+	ErrBadComponent  = errors.New("backend: not a component")
+)
+
+// BeforeHandler runs before every handler with the decoded argument. It may
+// replace the context or the argument, or stop the request with an error.
+type BeforeHandler func(ctx context.Context, in any) (context.Context, any, error)
+
+// AfterHandler runs after every handler with its result and error, and may
+// replace either.
+type AfterHandler func(ctx context.Context, out any, err error) (any, error)
+
+// Option configures how a component is registered.
+type Option func(*regOptions)
+
+type regOptions struct {
+	name     string
+	nameFunc func(string) string
+}
+
+// WithName sets the component's name (default: its type name, lower camel).
+func WithName(name string) Option { return func(o *regOptions) { o.name = name } }
+
+// WithNameFunc renames every method (default: lower camel).
+func WithNameFunc(f func(string) string) Option { return func(o *regOptions) { o.nameFunc = f } }
+
+var (
+	typeOfError   = reflect.TypeFor[error]()
+	typeOfContext = reflect.TypeFor[context.Context]()
+	typeOfBytes   = reflect.TypeFor[[]byte]()
+)
+
+type handler struct {
+	route   string // component.method
+	method  reflect.Value
+	argType reflect.Type // nil: no argument
+	raw     bool         // argument is []byte
+	notify  bool         // no return values
+}
+
+// Registry maps routes to handlers. Register components before the server
+// starts; after that it is read-only and safe for concurrent use.
+type Registry struct {
+	serverType string
+	ser        codec.Serializer
+	log        *slog.Logger
+
+	mu       sync.RWMutex
+	handlers map[string]*handler
+	before   []BeforeHandler
+	after    []AfterHandler
+}
+
+// NewRegistry returns a registry for a server of type serverType whose
+// payloads use ser. log may be nil (slog.Default()).
+func NewRegistry(serverType string, ser codec.Serializer, log *slog.Logger) *Registry {
+	if ser == nil {
+		ser = codec.JSON{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Registry{serverType: serverType, ser: ser, log: log, handlers: make(map[string]*handler)}
+}
+
+// Serializer is the serializer the registry decodes and encodes payloads with.
+func (r *Registry) Serializer() codec.Serializer { return r.ser }
+
+// ServerType is the type of the server the registry belongs to.
+func (r *Registry) ServerType() string { return r.serverType }
+
+// Before adds a pipeline step that runs before every handler.
+func (r *Registry) Before(f BeforeHandler) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.before = append(r.before, f)
+}
+
+// After adds a pipeline step that runs after every handler.
+func (r *Registry) After(f AfterHandler) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.after = append(r.after, f)
+}
+
+// Register adds the handler methods of component c.
+func (r *Registry) Register(c any, opts ...Option) error {
+	o := regOptions{nameFunc: lowerFirst}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	v := reflect.ValueOf(c)
+	if !v.IsValid() || (v.Kind() == reflect.Pointer && v.IsNil()) {
+		return fmt.Errorf("%w: %T", ErrBadComponent, c)
+	}
+	t := v.Type()
+	if o.name == "" {
+		o.name = lowerFirst(reflect.Indirect(v).Type().Name())
+	}
+	if o.name == "" || strings.Contains(o.name, ".") {
+		return fmt.Errorf("%w: bad name %q for %T", ErrBadComponent, o.name, c)
+	}
+	found := map[string]*handler{}
+	for i := range t.NumMethod() {
+		m := t.Method(i)
+		h, ok := handlerOf(m, v.Method(i))
+		if !ok {
+			continue
+		}
+		h.route = o.name + "." + o.nameFunc(m.Name)
+		found[h.route] = h
+	}
+	if len(found) == 0 {
+		return fmt.Errorf("%w: %T", ErrNoHandlers, c)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for route := range found {
+		if _, dup := r.handlers[route]; dup {
+			return fmt.Errorf("%w: %s", ErrDuplicateName, route)
+		}
+	}
+	for route, h := range found {
+		r.handlers[route] = h
+	}
+	return nil
+}
+
+func handlerOf(m reflect.Method, fn reflect.Value) (*handler, bool) {
+	mt := m.Type // includes the receiver
+	if !m.IsExported() || mt.NumIn() < 2 || mt.NumIn() > 3 || mt.In(1) != typeOfContext {
+		return nil, false
+	}
+	h := &handler{method: fn}
+	if mt.NumIn() == 3 {
+		at := mt.In(2)
+		if at != typeOfBytes && at.Kind() != reflect.Pointer {
+			return nil, false
+		}
+		h.argType, h.raw = at, at == typeOfBytes
+	}
+	switch mt.NumOut() {
+	case 0:
+		h.notify = true
+	case 2:
+		if mt.Out(1) != typeOfError {
+			return nil, false
+		}
+	default:
+		return nil, false
+	}
+	return h, true
+}
+
+// Routes lists the registered routes (component.method), sorted.
+func (r *Registry) Routes() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.handlers))
+	for k := range r.handlers {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Local reports whether route names this server: two parts, or three whose
+// first is this server's type. It returns the component.method part.
+func (r *Registry) Local(route string) (string, bool) {
+	i := strings.IndexByte(route, '.')
+	if i < 0 {
+		return "", false
+	}
+	if strings.IndexByte(route[i+1:], '.') < 0 {
+		return route, true
+	}
+	if route[:i] == r.serverType {
+		return route[i+1:], true
+	}
+	return "", false
+}
+
+// Has reports whether a handler serves route (two or three parts).
+func (r *Registry) Has(route string) bool {
+	local, ok := r.Local(route)
+	if !ok {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok = r.handlers[local]
+	return ok
+}
+
+// Handle runs the handler of route with the serialized argument data and
+// returns the serialized result. notify reports whether the handler is a
+// notify handler (no result to send). Errors are *codec.Error values.
+func (r *Registry) Handle(ctx context.Context, route string, data []byte) (out []byte, notify bool, err error) {
+	local, ok := r.Local(route)
+	var h *handler
+	if ok {
+		r.mu.RLock()
+		h = r.handlers[local]
+		r.mu.RUnlock()
+	}
+	if h == nil {
+		return nil, false, codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", route), nil)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("handler panicked", "route", route, "panic", p, "stack", string(debug.Stack()))
+			out, err = nil, codec.NewError(codec.CodeInternal, "internal error", nil)
+		}
+	}()
+	res, err := r.call(ctx, h, data)
+	if err != nil {
+		return nil, h.notify, codec.AsError(err)
+	}
+	if h.notify {
+		return nil, true, nil
+	}
+	out, err = r.ser.Marshal(res)
+	if err != nil {
+		return nil, false, codec.WrapError(codec.CodeInternal, fmt.Errorf("backend: encode result of %s: %w", route, err))
+	}
+	return out, false, nil
+}
+
+func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, error) {
+	var arg any
+	if h.argType != nil {
+		if h.raw {
+			arg = append([]byte(nil), data...)
+		} else {
+			p := reflect.New(h.argType.Elem())
+			if err := r.ser.Unmarshal(data, p.Interface()); err != nil {
+				return nil, codec.NewError(codec.CodeBadRequest, fmt.Sprintf("nopal/handler: %s: bad argument: %v", h.route, err), nil)
+			}
+			arg = p.Interface()
+		}
+	}
+	r.mu.RLock()
+	before, after := r.before, r.after
+	r.mu.RUnlock()
+	for _, b := range before {
+		var err error
+		ctx, arg, err = b(ctx, arg)
+		if err != nil {
+			return nil, err
+		}
+	}
+	var args [2]reflect.Value
+	args[0] = reflect.ValueOf(ctx)
+	n := 1
+	if h.argType != nil {
+		args[1] = reflect.ValueOf(arg)
+		if !args[1].IsValid() || !args[1].Type().AssignableTo(h.argType) {
+			return nil, codec.NewError(codec.CodeInternal, fmt.Sprintf("nopal/handler: %s: pipeline returned %T", h.route, arg), nil)
+		}
+		n = 2
+	}
+	outs := h.method.Call(args[:n])
+	var res any
+	var err error
+	if !h.notify {
+		res = outs[0].Interface()
+		if e := outs[1].Interface(); e != nil {
+			err = e.(error)
+		}
+	}
+	for _, a := range after {
+		res, err = a(ctx, res, err)
+	}
+	return res, err
+}
+
+func lowerFirst(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError || unicode.IsLower(r) {
+		return s
+	}
+	return string(unicode.ToLower(r)) + s[n:]
+}

@@ -1,0 +1,36 @@
+package codec
+
+// HandshakeSys is what a client says about itself in its handshake.
+type HandshakeSys struct {
+	Platform    string `json:"platform"`
+	LibVersion  string `json:"libVersion"`
+	BuildNumber string `json:"clientBuildNumber"`
+	Version     string `json:"clientVersion"`
+}
+
+// HandshakeRequest is the body of a client's Handshake packet.
+type HandshakeRequest struct {
+	Sys  HandshakeSys   `json:"sys"`
+	User map[string]any `json:"user,omitempty"`
+}
+
+// HandshakeResponseSys is the server's part of a handshake response. Fields
+// are in the order Pitaya writes them so the bytes match.
+type HandshakeResponseSys struct {
+	Dict       map[string]uint16 `json:"dict"`
+	Heartbeat  int               `json:"heartbeat"`
+	Serializer string            `json:"serializer"`
+}
+
+// HandshakeResponse is the body of the server's Handshake packet. A code of
+// 200 accepts; 400 refuses, and the server closes the connection.
+type HandshakeResponse struct {
+	Code int                   `json:"code"`
+	Sys  *HandshakeResponseSys `json:"sys,omitempty"`
+}
+
+// Handshake response codes.
+const (
+	HandshakeOK     = 200
+	HandshakeFailed = 400
+)

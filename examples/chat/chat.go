@@ -1,0 +1,114 @@
+// Package chat is Pitaya's chat demo on Nopal: a room everyone joins, where
+// every message is broadcast to all. Its web page (served by `make run`)
+// and Pitaya's own chat clients work unchanged.
+//
+// Routes (two parts, or three with the server type "chat"):
+//
+//   - request room.join: binds the session to a uid (the session id), pushes
+//     onMembers {"members":[…]} to the joiner, broadcasts onNewUser
+//     {"content":"New user: <uid>"} to the room, adds the uid to group "room"
+//     (removed when the session closes) and answers
+//     {"code":0,"result":"success"};
+//   - notify room.message {"name":…,"content":…}: broadcast to the room as
+//     push onMessage.
+package chat
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/nopal-dev/nopal"
+	"github.com/nopal-dev/nopal/backend"
+	"github.com/nopal-dev/nopal/groups"
+	"github.com/nopal-dev/nopal/session"
+)
+
+// ServerType is the chat server's type.
+const ServerType = "chat"
+
+// GroupName is the one room's group.
+const GroupName = "room"
+
+//go:embed web/index.html
+var page []byte
+
+// Page serves the chat web page.
+func Page() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" && r.URL.Path != "/index.html" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
+	})
+}
+
+// JoinResponse answers room.join.
+type JoinResponse struct {
+	Code   int    `json:"code"`
+	Result string `json:"result"`
+}
+
+// UserMessage is a chat line.
+type UserMessage struct {
+	Name    string `json:"name"`
+	Content string `json:"content"`
+}
+
+// NewUser announces a user to the room.
+type NewUser struct {
+	Content string `json:"content"`
+}
+
+// AllMembers lists the room's members.
+type AllMembers struct {
+	Members []string `json:"members"`
+}
+
+// Room is the chat component.
+type Room struct {
+	groups groups.Service
+}
+
+// Setup registers the room on app and creates its group.
+func Setup(ctx context.Context, app *nopal.App) error {
+	if err := app.Groups().Create(ctx, GroupName); err != nil && !errors.Is(err, groups.ErrGroupAlreadyExists) {
+		return err
+	}
+	return app.Register(&Room{groups: app.Groups()}, backend.WithName("room"))
+}
+
+// Join binds the session, tells the joiner who is there and the room who
+// came, then adds the joiner to the room.
+func (r *Room) Join(ctx context.Context, _ []byte) (*JoinResponse, error) {
+	s := session.FromContext(ctx)
+	uid := strconv.FormatInt(s.ID(), 10)
+	if err := s.Bind(ctx, uid); err != nil {
+		return nil, fmt.Errorf("chat: bind: %w", err)
+	}
+	members, err := r.groups.Members(ctx, GroupName)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Push("onMembers", &AllMembers{Members: members}); err != nil {
+		return nil, err
+	}
+	if _, err := r.groups.Broadcast(ctx, GroupName, "onNewUser", &NewUser{Content: "New user: " + uid}); err != nil {
+		return nil, err
+	}
+	if err := r.groups.Add(ctx, GroupName, uid); err != nil {
+		return nil, err
+	}
+	s.OnClose(func() { _ = r.groups.Remove(context.WithoutCancel(ctx), GroupName, uid) })
+	return &JoinResponse{Code: 0, Result: "success"}, nil
+}
+
+// Message broadcasts a chat line to the room.
+func (r *Room) Message(ctx context.Context, msg *UserMessage) {
+	_, _ = r.groups.Broadcast(ctx, GroupName, "onMessage", msg)
+}

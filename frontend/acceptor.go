@@ -1,0 +1,185 @@
+package frontend
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/nopal-dev/nopal/codec"
+)
+
+// DefaultMaxPacketSize is the default limit on a packet body: larger packets
+// close the connection that sent them.
+const DefaultMaxPacketSize = 1 << 20
+
+// ErrAcceptorStopped is returned by Serve after Stop.
+var ErrAcceptorStopped = errors.New("frontend: acceptor stopped")
+
+// PlayerConn is one client connection handed over by an acceptor.
+type PlayerConn interface {
+	// GetNextMessage returns the next whole packet, header included. The
+	// slice is valid until the next call.
+	GetNextMessage() ([]byte, error)
+	// Write sends one whole packet.
+	net.Conn
+}
+
+// BatchWriter is implemented by connections that can send several packets
+// in one go (a TCP connection uses writev). The agent uses it when present.
+type BatchWriter interface {
+	WriteBatch(pkts [][]byte) error
+}
+
+// Acceptor accepts client connections.
+type Acceptor interface {
+	// Listen binds the acceptor's address; Addr is valid after it.
+	Listen() error
+	// Serve accepts connections until Stop, sending each on Conns.
+	Serve() error
+	// Addr is the bound address.
+	Addr() net.Addr
+	// Conns delivers accepted connections.
+	Conns() <-chan PlayerConn
+	// Stop closes the listener; connections already accepted live on.
+	Stop() error
+}
+
+// AcceptorOption configures the TCP and WebSocket acceptors.
+type AcceptorOption func(*acceptorOptions)
+
+type acceptorOptions struct {
+	tls     *tls.Config
+	maxBody int
+	pool    *codec.BufferPool
+}
+
+// WithTLS serves TLS with cfg.
+func WithTLS(cfg *tls.Config) AcceptorOption { return func(o *acceptorOptions) { o.tls = cfg } }
+
+// WithMaxPacketSize limits packet bodies to n bytes (default
+// DefaultMaxPacketSize); a larger packet closes its connection.
+func WithMaxPacketSize(n int) AcceptorOption { return func(o *acceptorOptions) { o.maxBody = n } }
+
+// WithBufferPool shares read buffers with other acceptors.
+func WithBufferPool(p *codec.BufferPool) AcceptorOption {
+	return func(o *acceptorOptions) { o.pool = p }
+}
+
+func newAcceptorOptions(opts []AcceptorOption) acceptorOptions {
+	o := acceptorOptions{maxBody: DefaultMaxPacketSize}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxBody <= 0 || o.maxBody > codec.MaxPacketBody {
+		o.maxBody = codec.MaxPacketBody
+	}
+	if o.pool == nil {
+		o.pool = &codec.BufferPool{}
+	}
+	return o
+}
+
+// TCPAcceptor accepts clients over TCP (optionally TLS).
+type TCPAcceptor struct {
+	addr  string
+	opts  acceptorOptions
+	conns chan PlayerConn
+
+	mu      sync.Mutex
+	ln      net.Listener
+	stopped bool
+}
+
+// NewTCPAcceptor returns an acceptor for addr ("127.0.0.1:3250"; port 0
+// picks a free one).
+func NewTCPAcceptor(addr string, opts ...AcceptorOption) *TCPAcceptor {
+	return &TCPAcceptor{addr: addr, opts: newAcceptorOptions(opts), conns: make(chan PlayerConn)}
+}
+
+// Listen binds the address.
+func (a *TCPAcceptor) Listen() error {
+	ln, err := net.Listen("tcp", a.addr)
+	if err != nil {
+		return fmt.Errorf("frontend: tcp listen %s: %w", a.addr, err)
+	}
+	if a.opts.tls != nil {
+		ln = tls.NewListener(ln, a.opts.tls)
+	}
+	a.mu.Lock()
+	a.ln = ln
+	a.mu.Unlock()
+	return nil
+}
+
+// Addr is the bound address (nil before Listen).
+func (a *TCPAcceptor) Addr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ln == nil {
+		return nil
+	}
+	return a.ln.Addr()
+}
+
+// Conns delivers accepted connections.
+func (a *TCPAcceptor) Conns() <-chan PlayerConn { return a.conns }
+
+// Serve accepts until Stop.
+func (a *TCPAcceptor) Serve() error {
+	a.mu.Lock()
+	ln := a.ln
+	a.mu.Unlock()
+	if ln == nil {
+		return errors.New("frontend: tcp acceptor not listening")
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			a.mu.Lock()
+			stopped := a.stopped
+			a.mu.Unlock()
+			if stopped {
+				return ErrAcceptorStopped
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("frontend: tcp accept: %w", err)
+		}
+		a.conns <- &tcpConn{Conn: c, r: codec.NewPacketReader(c, a.opts.pool, a.opts.maxBody)}
+	}
+}
+
+// Stop closes the listener.
+func (a *TCPAcceptor) Stop() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopped = true
+	if a.ln == nil {
+		return nil
+	}
+	return a.ln.Close()
+}
+
+type tcpConn struct {
+	net.Conn
+	r *codec.PacketReader
+}
+
+func (c *tcpConn) GetNextMessage() ([]byte, error) {
+	_, _, pkt, err := c.r.Next()
+	return pkt, err
+}
+
+func (c *tcpConn) WriteBatch(pkts [][]byte) error {
+	if len(pkts) == 1 {
+		_, err := c.Conn.Write(pkts[0])
+		return err
+	}
+	bufs := net.Buffers(pkts)
+	_, err := bufs.WriteTo(c.Conn)
+	return err
+}

@@ -1,0 +1,384 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/session"
+)
+
+// Errors of a connection's send side; check them with errors.Is.
+var (
+	ErrConnClosed = errors.New("frontend: connection closed")
+	ErrSlowClient = errors.New("frontend: client too slow, send queue full")
+)
+
+const (
+	stateNew int32 = iota
+	stateHandshaken
+	stateWorking
+	stateClosed
+)
+
+var (
+	heartbeatPacket = []byte{byte(codec.Heartbeat), 0, 0, 0}
+	kickPacket      = []byte{byte(codec.Kick), 0, 0, 0}
+)
+
+// agent runs one client connection: a reader goroutine that handles the
+// connection's packets in order (so one session's requests run in arrival
+// order), and a send queue drained by a writer goroutine that exists only
+// while there is something to write. An idle connection costs one goroutine.
+type agent struct {
+	f        *Frontend
+	conn     PlayerConn
+	sess     *session.Session
+	state    atomic.Int32
+	lastSeen atomic.Int64 // unix nanoseconds of the last packet received
+	hsTimer  *time.Timer
+
+	mu       sync.Mutex
+	queue    [][]byte
+	spare    [][]byte
+	writing  bool
+	closing  bool // close once the queue is written
+	closed   bool
+	busy     bool // a request is being handled
+	draining bool
+}
+
+func (a *agent) RemoteAddr() net.Addr { return a.conn.RemoteAddr() }
+
+// Push implements session.Conn.
+func (a *agent) Push(route string, v any) error {
+	data, err := a.f.ser.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("frontend: push %s: %w", route, err)
+	}
+	pkt, err := a.f.codec.AppendPacket(nil, &codec.Message{Type: codec.Push, Route: route, Data: data})
+	if err != nil {
+		return fmt.Errorf("frontend: push %s: %w", route, err)
+	}
+	return a.send(pkt)
+}
+
+// Kick implements session.Conn: a Kick packet, then close once written.
+func (a *agent) Kick(context.Context) error {
+	if err := a.send(kickPacket); err != nil {
+		return err
+	}
+	a.closeAfterFlush()
+	return nil
+}
+
+// Close implements session.Conn.
+func (a *agent) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.queue = nil
+	a.mu.Unlock()
+	return a.conn.Close()
+}
+
+// send queues a packet for the writer. A full queue means the client does
+// not read fast enough: it is disconnected rather than allowed to hold
+// memory or block the sender.
+func (a *agent) send(pkt []byte) error {
+	a.mu.Lock()
+	if a.closed || a.closing {
+		a.mu.Unlock()
+		return ErrConnClosed
+	}
+	if len(a.queue) >= a.f.cfg.SendQueueSize {
+		a.mu.Unlock()
+		a.f.stats.SlowClients.Add(1)
+		a.f.log.Warn("closing slow client", "session", a.sess.ID(), "uid", a.sess.UID(), "remote", a.conn.RemoteAddr())
+		_ = a.Close()
+		return ErrSlowClient
+	}
+	a.queue = append(a.queue, pkt)
+	start := !a.writing
+	a.writing = true
+	a.mu.Unlock()
+	if start {
+		go a.write()
+	}
+	return nil
+}
+
+func (a *agent) closeAfterFlush() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closing = true
+	idle := !a.writing
+	a.mu.Unlock()
+	if idle {
+		_ = a.Close()
+	}
+}
+
+func (a *agent) write() {
+	for {
+		a.mu.Lock()
+		if a.closed {
+			a.writing = false
+			a.mu.Unlock()
+			return
+		}
+		if len(a.queue) == 0 {
+			a.writing = false
+			closing := a.closing
+			a.mu.Unlock()
+			if closing {
+				_ = a.Close()
+			}
+			return
+		}
+		batch := a.queue
+		a.queue, a.spare = a.spare[:0], nil
+		a.mu.Unlock()
+
+		err := a.conn.SetWriteDeadline(time.Now().Add(a.f.cfg.WriteTimeout))
+		if err == nil {
+			if bw, ok := a.conn.(BatchWriter); ok {
+				err = bw.WriteBatch(batch)
+			} else {
+				for _, p := range batch {
+					if _, err = a.conn.Write(p); err != nil {
+						break
+					}
+				}
+			}
+		}
+		if err != nil {
+			a.f.log.Debug("write failed: closing", "session", a.sess.ID(), "err", err)
+			_ = a.Close()
+			continue
+		}
+		clear(batch)
+		a.mu.Lock()
+		if a.spare == nil {
+			a.spare = batch[:0]
+		}
+		a.mu.Unlock()
+	}
+}
+
+// run reads and handles packets until the connection ends.
+func (a *agent) run(ctx context.Context) {
+	defer a.cleanup()
+	a.lastSeen.Store(time.Now().UnixNano())
+	var msg codec.Message
+	for {
+		pkt, err := a.conn.GetNextMessage()
+		if err != nil {
+			var rl *RateLimitedError
+			if errors.As(err, &rl) {
+				a.f.stats.RateLimited.Add(1)
+				a.answerRateLimited(rl.Packet, &msg)
+				continue
+			}
+			if !isClosedErr(err) {
+				a.f.stats.Malformed.Add(1)
+				a.f.log.Info("closing connection: bad input", "remote", a.conn.RemoteAddr(), "session", a.sess.ID(), "err", err)
+			}
+			return
+		}
+		a.lastSeen.Store(time.Now().UnixNano())
+		if !a.handlePacket(ctx, pkt, &msg) {
+			return
+		}
+	}
+}
+
+// handlePacket handles one packet and reports whether to go on reading.
+func (a *agent) handlePacket(ctx context.Context, pkt []byte, msg *codec.Message) bool {
+	t, body, err := codec.ParsePacket(pkt, 0)
+	if err != nil {
+		return a.bad("bad packet", err)
+	}
+	switch t {
+	case codec.Handshake:
+		if a.state.Load() != stateNew {
+			return a.bad("second handshake", nil)
+		}
+		return a.handshake(ctx, body)
+	case codec.HandshakeAck:
+		if !a.state.CompareAndSwap(stateHandshaken, stateWorking) {
+			return a.bad("handshake ack out of order", nil)
+		}
+		return true
+	case codec.Heartbeat:
+		return true
+	case codec.Data:
+		if a.state.Load() != stateWorking {
+			return a.bad("data before handshake ack", nil)
+		}
+		if err := a.f.codec.Decode(body, msg); err != nil {
+			return a.bad("bad message", err)
+		}
+		switch msg.Type {
+		case codec.Request, codec.Notify:
+			return a.handleMessage(ctx, msg)
+		}
+		return a.bad("unexpected message type "+msg.Type.String(), nil)
+	}
+	return a.bad("unexpected packet "+t.String(), nil)
+}
+
+func (a *agent) bad(what string, err error) bool {
+	a.f.stats.Malformed.Add(1)
+	a.f.log.Info("closing connection: "+what, "remote", a.conn.RemoteAddr(), "session", a.sess.ID(), "err", err)
+	return false
+}
+
+func (a *agent) handshake(ctx context.Context, body []byte) bool {
+	var req codec.HandshakeRequest
+	err := json.Unmarshal(body, &req)
+	if err == nil {
+		for _, v := range a.f.cfg.HandshakeValidators {
+			if err = v(ctx, a.sess, &req); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		a.f.stats.HandshakeFailed.Add(1)
+		a.f.log.Info("handshake refused", "remote", a.conn.RemoteAddr(), "err", err)
+		_ = a.send(a.f.handshakeRefused)
+		a.closeAfterFlush()
+		return true // read on until the close lands, so the refusal is written
+	}
+	if a.hsTimer != nil {
+		a.hsTimer.Stop()
+	}
+	a.state.Store(stateHandshaken)
+	return a.send(a.f.handshakeOK) == nil
+}
+
+func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {
+	a.mu.Lock()
+	if a.draining {
+		a.mu.Unlock()
+		return false
+	}
+	a.busy = true
+	a.mu.Unlock()
+	a.f.inflight.Add(1)
+
+	start := time.Now()
+	out, _, err := a.f.cfg.Handler.Handle(session.NewContext(ctx, a.sess), msg.Route, msg.Data)
+	if msg.Type == codec.Request {
+		resp := codec.Message{Type: codec.Response, ID: msg.ID, Data: out}
+		if err != nil {
+			resp.Err = true
+			resp.Data, err = codec.EncodeError(a.f.ser, codec.AsError(err))
+		}
+		if err == nil {
+			var pkt []byte
+			if pkt, err = a.f.codec.AppendPacket(make([]byte, 0, codec.HeaderLength+8+len(resp.Data)), &resp); err == nil {
+				_ = a.send(pkt)
+			}
+		}
+		if err != nil {
+			a.f.log.Error("cannot encode response", "route", msg.Route, "err", err)
+		}
+	} else if err != nil {
+		a.f.log.Debug("notify failed", "route", msg.Route, "err", err)
+	}
+	if a.f.cfg.OnHandled != nil {
+		a.f.cfg.OnHandled(msg.Route, msg.Type, time.Since(start), err)
+	}
+
+	a.f.inflight.Done()
+	a.mu.Lock()
+	a.busy = false
+	draining := a.draining
+	a.mu.Unlock()
+	if draining {
+		_ = a.Kick(ctx)
+	}
+	return true
+}
+
+func (a *agent) answerRateLimited(pkt []byte, msg *codec.Message) {
+	t, body, err := codec.ParsePacket(pkt, 0)
+	if err != nil || t != codec.Data || a.state.Load() != stateWorking || a.f.codec.Decode(body, msg) != nil || msg.Type != codec.Request {
+		return
+	}
+	data, err := codec.EncodeError(a.f.ser, codec.NewError(codec.CodeRateLimited, "too many requests", nil))
+	if err != nil {
+		return
+	}
+	if out, err := a.f.codec.AppendPacket(nil, &codec.Message{Type: codec.Response, ID: msg.ID, Err: true, Data: data}); err == nil {
+		_ = a.send(out)
+	}
+}
+
+// drain kicks the client now if it is idle, or after its current request.
+func (a *agent) drain(ctx context.Context) {
+	a.mu.Lock()
+	a.draining = true
+	busy := a.busy
+	a.mu.Unlock()
+	if !busy {
+		_ = a.Kick(ctx)
+	}
+}
+
+// beat is called by the frontend's heartbeat ticker.
+func (a *agent) beat(now time.Time, interval time.Duration) {
+	st := a.state.Load()
+	if st == stateClosed || st == stateNew {
+		return
+	}
+	if now.UnixNano()-a.lastSeen.Load() > int64(2*interval) {
+		a.mu.Lock()
+		busy := a.busy
+		a.mu.Unlock()
+		if !busy {
+			a.f.stats.HeartbeatTimeouts.Add(1)
+			a.f.log.Info("closing connection: heartbeat timeout", "session", a.sess.ID(), "uid", a.sess.UID())
+			_ = a.Close()
+			return
+		}
+	}
+	_ = a.send(heartbeatPacket)
+}
+
+func (a *agent) cleanup() {
+	a.state.Store(stateClosed)
+	if a.hsTimer != nil {
+		a.hsTimer.Stop()
+	}
+	_ = a.Close()
+	a.f.remove(a)
+	a.f.pool.Closed(a.sess)
+}
+
+// isClosedErr reports whether a read error is the peer or the server going
+// away rather than bad input.
+func isClosedErr(err error) bool {
+	var ce *websocket.CloseError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.As(err, &ce)
+}

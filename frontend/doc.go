@@ -1,0 +1,27 @@
+// Package frontend holds client connections: acceptors (TCP, WebSocket, or
+// your own [Acceptor]), acceptor [Wrapper]s such as the [RateLimiter], the
+// handshake, heartbeats and the per-connection agent that decodes packets,
+// hands requests to a [Handler] and writes responses and pushes back.
+//
+// Per connection: one reader goroutine handles the client's packets in
+// arrival order, so one session's requests run one after the other while
+// different sessions run in parallel. Outgoing packets go through a bounded
+// send queue written by a goroutine that only exists while there is
+// something to send, with a write deadline; a client whose queue fills is
+// disconnected and never slows down anyone else. An idle connection holds
+// one goroutine and no read buffer.
+//
+// Rules of the protocol enforced here: a Data packet before the
+// HandshakeAck, a second handshake, an unknown packet type, an oversized or
+// malformed packet close that connection (and are counted in [Stats]); a
+// handshake that is bad JSON or fails a [HandshakeValidator] is answered with
+// code 400, then closed. The server sends a heartbeat every interval and
+// closes a connection silent for twice that. A socket that does not
+// handshake within HandshakeTimeout is closed.
+//
+// [Frontend.Shutdown] drains: acceptors stop, requests in flight finish,
+// every client gets a Kick packet, then its connection closes.
+//
+// The rate limiter lives here rather than in package limiter (which holds the
+// bucket alone) because it wraps this package's Acceptor.
+package frontend

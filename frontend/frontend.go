@@ -1,0 +1,340 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/session"
+)
+
+// Handler handles the requests and notifies of clients. The session is in
+// ctx (session.FromContext). It returns the serialized result; notify
+// reports a notify handler. An error reaches the client as a codec.Error
+// (PIT-500 unless it is one).
+type Handler interface {
+	Handle(ctx context.Context, route string, data []byte) (out []byte, notify bool, err error)
+}
+
+// HandshakeValidator checks a client's handshake; an error refuses it with
+// code 400 and closes the connection.
+type HandshakeValidator func(ctx context.Context, s *session.Session, req *codec.HandshakeRequest) error
+
+// Config configures a Frontend. Zero fields take the defaults.
+type Config struct {
+	// Handler serves requests (required).
+	Handler Handler
+	// Pool holds the sessions (default: a new pool).
+	Pool *session.Pool
+	// Serializer encodes payloads (default JSON).
+	Serializer codec.Serializer
+	// Dictionary compresses routes (default none).
+	Dictionary *codec.Dictionary
+	// Compress turns on zlib for payloads of at least CompressThreshold
+	// bytes when that makes them shorter.
+	Compress          bool
+	CompressThreshold int
+	// Heartbeat is the heartbeat interval (default 30 s). A connection
+	// silent for twice this long is closed. The handshake announces it in
+	// whole seconds (at least 1).
+	Heartbeat time.Duration
+	// HandshakeTimeout closes sockets that do not handshake in time
+	// (default 10 s).
+	HandshakeTimeout time.Duration
+	// SendQueueSize bounds the packets waiting to be written to one client
+	// (default 512); a client that lets it fill is disconnected.
+	SendQueueSize int
+	// WriteTimeout bounds one write to a client (default 10 s).
+	WriteTimeout time.Duration
+	// HandshakeValidators run on every handshake.
+	HandshakeValidators []HandshakeValidator
+	// OnHandled, if set, is called after each request or notify.
+	OnHandled func(route string, t codec.MessageType, took time.Duration, err error)
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.Handler == nil {
+		return errors.New("frontend: Config.Handler is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Pool == nil {
+		c.Pool = session.NewPool(c.Logger)
+	}
+	if c.Serializer == nil {
+		c.Serializer = codec.JSON{}
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 30 * time.Second
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.SendQueueSize == 0 {
+		c.SendQueueSize = 512
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Heartbeat < 0 || c.HandshakeTimeout < 0 || c.SendQueueSize < 0 || c.WriteTimeout < 0 {
+		return errors.New("frontend: negative durations or sizes in Config")
+	}
+	return nil
+}
+
+// Stats counts what happened to connections. Read with Load.
+type Stats struct {
+	Connected         atomic.Int64 // connections open now
+	Accepted          atomic.Int64 // connections accepted in all
+	Malformed         atomic.Int64 // connections closed for bad input
+	HandshakeFailed   atomic.Int64
+	HeartbeatTimeouts atomic.Int64
+	SlowClients       atomic.Int64 // disconnected because their send queue filled
+	RateLimited       atomic.Int64 // requests answered with PIT-429
+}
+
+// Frontend serves clients over its acceptors.
+type Frontend struct {
+	cfg   Config
+	ser   codec.Serializer
+	codec *codec.MessageCodec
+	pool  *session.Pool
+	log   *slog.Logger
+	stats Stats
+
+	handshakeOK, handshakeRefused []byte
+
+	inflight sync.WaitGroup
+	conns    sync.WaitGroup
+
+	mu        sync.Mutex
+	agents    map[*agent]struct{}
+	acceptors []Acceptor
+	empty     chan struct{} // closed when agents drains to empty during Shutdown
+	draining  bool
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+// New returns a Frontend; add acceptors, then Start it.
+func New(cfg Config) (*Frontend, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	f := &Frontend{
+		cfg:    cfg,
+		ser:    cfg.Serializer,
+		codec:  &codec.MessageCodec{Dict: cfg.Dictionary, Compress: cfg.Compress, CompressThreshold: cfg.CompressThreshold},
+		pool:   cfg.Pool,
+		log:    cfg.Logger,
+		agents: make(map[*agent]struct{}),
+	}
+	hb := int(math.Ceil(cfg.Heartbeat.Seconds()))
+	if hb < 1 {
+		hb = 1
+	}
+	ok, err := json.Marshal(codec.HandshakeResponse{Code: codec.HandshakeOK, Sys: &codec.HandshakeResponseSys{
+		Dict: cfg.Dictionary.Codes(), Heartbeat: hb, Serializer: cfg.Serializer.Name(),
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("frontend: handshake response: %w", err)
+	}
+	if cfg.Compress && len(ok) >= f.codec.CompressThreshold && len(ok) >= codec.DefaultCompressThreshold {
+		ok, _ = f.codec.Deflate(ok)
+	}
+	refused, _ := json.Marshal(codec.HandshakeResponse{Code: codec.HandshakeFailed})
+	if f.handshakeOK, err = codec.AppendPacket(nil, codec.Handshake, ok); err != nil {
+		return nil, err
+	}
+	f.handshakeRefused, _ = codec.AppendPacket(nil, codec.Handshake, refused)
+	return f, nil
+}
+
+// Pool is the frontend's session pool.
+func (f *Frontend) Pool() *session.Pool { return f.pool }
+
+// Stats are the frontend's counters.
+func (f *Frontend) Stats() *Stats { return &f.stats }
+
+// AddAcceptor adds an acceptor; call before Start.
+func (f *Frontend) AddAcceptor(a Acceptor) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acceptors = append(f.acceptors, a)
+}
+
+// Acceptors returns the acceptors.
+func (f *Frontend) Acceptors() []Acceptor {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Acceptor(nil), f.acceptors...)
+}
+
+// Start binds every acceptor and serves until Shutdown. Handlers get
+// contexts derived from ctx.
+func (f *Frontend) Start(ctx context.Context) error {
+	f.mu.Lock()
+	if f.done != nil {
+		f.mu.Unlock()
+		return errors.New("frontend: already started")
+	}
+	acceptors := append([]Acceptor(nil), f.acceptors...)
+	ctx, f.cancel = context.WithCancel(ctx)
+	f.done = make(chan struct{})
+	f.mu.Unlock()
+
+	for i, a := range acceptors {
+		if err := a.Listen(); err != nil {
+			for _, b := range acceptors[:i] {
+				_ = b.Stop()
+			}
+			f.cancel()
+			return err
+		}
+	}
+	for _, a := range acceptors {
+		go func() {
+			if err := a.Serve(); err != nil && !errors.Is(err, ErrAcceptorStopped) {
+				f.log.Error("acceptor stopped", "addr", a.Addr(), "err", err)
+			}
+		}()
+		go func() {
+			for c := range a.Conns() {
+				f.accept(ctx, c)
+			}
+		}()
+	}
+	go f.heartbeats(ctx)
+	return nil
+}
+
+func (f *Frontend) accept(ctx context.Context, c PlayerConn) {
+	a := &agent{f: f, conn: c}
+	a.sess = f.pool.New(a)
+	f.mu.Lock()
+	if f.draining {
+		f.mu.Unlock()
+		_ = c.Close()
+		f.pool.Closed(a.sess)
+		return
+	}
+	f.agents[a] = struct{}{}
+	f.conns.Add(1)
+	f.mu.Unlock()
+	f.stats.Accepted.Add(1)
+	f.stats.Connected.Add(1)
+	a.hsTimer = time.AfterFunc(f.cfg.HandshakeTimeout, func() {
+		if a.state.Load() == stateNew {
+			f.log.Info("closing connection: no handshake in time", "remote", c.RemoteAddr())
+			_ = a.Close()
+		}
+	})
+	go a.run(ctx)
+}
+
+func (f *Frontend) remove(a *agent) {
+	f.mu.Lock()
+	if _, ok := f.agents[a]; ok {
+		delete(f.agents, a)
+		f.stats.Connected.Add(-1)
+		f.conns.Done()
+	}
+	f.mu.Unlock()
+}
+
+func (f *Frontend) snapshot() []*agent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*agent, 0, len(f.agents))
+	for a := range f.agents {
+		out = append(out, a)
+	}
+	return out
+}
+
+func (f *Frontend) heartbeats(ctx context.Context) {
+	t := time.NewTicker(f.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, a := range f.snapshot() {
+				a.beat(now, f.cfg.Heartbeat)
+			}
+		}
+	}
+}
+
+// Shutdown drains the frontend: it stops accepting, lets requests in flight
+// finish, kicks every client (after its current request) and waits for the
+// connections to close. When ctx ends first, the rest are closed at once.
+func (f *Frontend) Shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	if f.draining || f.done == nil {
+		f.mu.Unlock()
+		return nil
+	}
+	f.draining = true
+	acceptors := append([]Acceptor(nil), f.acceptors...)
+	f.mu.Unlock()
+	for _, a := range acceptors {
+		_ = a.Stop()
+	}
+	for _, a := range f.snapshot() {
+		a.drain(ctx)
+	}
+	closed := make(chan struct{})
+	go func() { f.conns.Wait(); close(closed) }()
+	var err error
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		err = fmt.Errorf("frontend: drain: %w", ctx.Err())
+		for _, a := range f.snapshot() {
+			_ = a.Close()
+		}
+		<-closed
+	}
+	f.cancel()
+	close(f.done)
+	return err
+}
+
+// PushToUsers sends one push to each uid bound on this frontend: v is
+// serialized and encoded once for all. It returns the uids it could not
+// reach (not connected here, or closed).
+func (f *Frontend) PushToUsers(_ context.Context, route string, v any, uids []string) ([]string, error) {
+	data, err := f.ser.Marshal(v)
+	if err != nil {
+		return uids, fmt.Errorf("frontend: push %s: %w", route, err)
+	}
+	pkt, err := f.codec.AppendPacket(nil, &codec.Message{Type: codec.Push, Route: route, Data: data})
+	if err != nil {
+		return uids, fmt.Errorf("frontend: push %s: %w", route, err)
+	}
+	var failed []string
+	for _, uid := range uids {
+		s := f.pool.ByUID(uid)
+		if s == nil {
+			failed = append(failed, uid)
+			continue
+		}
+		a, ok := s.Conn().(*agent)
+		if !ok || a.send(pkt) != nil {
+			failed = append(failed, uid)
+		}
+	}
+	return failed, nil
+}

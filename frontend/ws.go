@@ -1,0 +1,233 @@
+package frontend
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nopal-dev/nopal/codec"
+)
+
+// ErrTextFrame is returned for a WebSocket text frame: clients must send
+// binary frames.
+var ErrTextFrame = errors.New("frontend: websocket text frame")
+
+// WSOption configures a WebSocket acceptor.
+type WSOption func(*WSAcceptor)
+
+// WithCheckOrigin decides which browser origins may connect. The default
+// accepts requests without an Origin header (native clients) and those whose
+// origin is the host they connect to; pass a function returning true to
+// accept every origin as Pitaya does.
+func WithCheckOrigin(f func(r *http.Request) bool) WSOption {
+	return func(a *WSAcceptor) { a.upgrader.CheckOrigin = f }
+}
+
+// WithHTTPHandler serves plain HTTP requests (those that are not WebSocket
+// upgrades) with h, for example a page that hosts a web client.
+func WithHTTPHandler(h http.Handler) WSOption { return func(a *WSAcceptor) { a.http = h } }
+
+// WithWSOptions applies the common acceptor options (TLS, max packet size).
+func WithWSOptions(opts ...AcceptorOption) WSOption {
+	return func(a *WSAcceptor) { a.opts = newAcceptorOptions(opts) }
+}
+
+// WSAcceptor accepts clients over WebSocket: binary frames, exactly one
+// packet per frame. Upgrades on any path are accepted.
+type WSAcceptor struct {
+	addr     string
+	opts     acceptorOptions
+	upgrader websocket.Upgrader
+	http     http.Handler
+	conns    chan PlayerConn
+
+	mu      sync.Mutex
+	ln      net.Listener
+	srv     *http.Server
+	stopped bool
+}
+
+// NewWSAcceptor returns a WebSocket acceptor for addr.
+func NewWSAcceptor(addr string, opts ...WSOption) *WSAcceptor {
+	a := &WSAcceptor{addr: addr, opts: newAcceptorOptions(nil), conns: make(chan PlayerConn)}
+	a.upgrader.ReadBufferSize = 1024
+	a.upgrader.WriteBufferSize = 1024
+	a.upgrader.WriteBufferPool = &sync.Pool{}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Listen binds the address.
+func (a *WSAcceptor) Listen() error {
+	ln, err := net.Listen("tcp", a.addr)
+	if err != nil {
+		return fmt.Errorf("frontend: websocket listen %s: %w", a.addr, err)
+	}
+	if a.opts.tls != nil {
+		ln = tls.NewListener(ln, a.opts.tls)
+	}
+	a.mu.Lock()
+	a.ln = ln
+	a.srv = &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	a.mu.Unlock()
+	return nil
+}
+
+// Addr is the bound address (nil before Listen).
+func (a *WSAcceptor) Addr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ln == nil {
+		return nil
+	}
+	return a.ln.Addr()
+}
+
+// Conns delivers accepted connections.
+func (a *WSAcceptor) Conns() <-chan PlayerConn { return a.conns }
+
+// Serve serves HTTP until Stop.
+func (a *WSAcceptor) Serve() error {
+	a.mu.Lock()
+	ln, srv := a.ln, a.srv
+	a.mu.Unlock()
+	if ln == nil {
+		return errors.New("frontend: websocket acceptor not listening")
+	}
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return ErrAcceptorStopped
+	}
+	return fmt.Errorf("frontend: websocket serve: %w", err)
+}
+
+// Stop closes the listener; upgraded connections live on.
+func (a *WSAcceptor) Stop() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopped = true
+	if a.srv == nil {
+		return nil
+	}
+	return a.srv.Close()
+}
+
+// ServeHTTP upgrades WebSocket requests and hands the rest to the HTTP
+// handler given with WithHTTPHandler.
+func (a *WSAcceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		if a.http != nil {
+			a.http.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+		return
+	}
+	c, err := a.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	c.SetReadLimit(int64(a.opts.maxBody) + codec.HeaderLength)
+	a.conns <- &wsConn{ws: c, maxBody: a.opts.maxBody}
+}
+
+// wsConn adapts a WebSocket to a PlayerConn: one binary frame per packet.
+type wsConn struct {
+	ws      *websocket.Conn
+	maxBody int
+	buf     bytes.Buffer
+	reader  io.Reader // for Read
+	wmu     sync.Mutex
+}
+
+func (c *wsConn) GetNextMessage() ([]byte, error) {
+	mt, r, err := c.ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	if mt != websocket.BinaryMessage {
+		return nil, ErrTextFrame
+	}
+	c.buf.Reset()
+	if _, err := c.buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	b := c.buf.Bytes()
+	if _, _, err := codec.ParsePacket(b, c.maxBody); err != nil {
+		return nil, err
+	}
+	if c.buf.Cap() > 64<<10 {
+		c.buf = bytes.Buffer{} // do not keep a large buffer for an idle connection
+		return append([]byte(nil), b...), nil
+	}
+	return b, nil
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.reader == nil {
+			mt, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if mt != websocket.BinaryMessage {
+				return 0, ErrTextFrame
+			}
+			c.reader = r
+		}
+		n, err := c.reader.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.reader = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) WriteBatch(pkts [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for _, p := range pkts {
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *wsConn) Close() error                       { return c.ws.Close() }
+func (c *wsConn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
+func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+func (c *wsConn) SetDeadline(t time.Time) error {
+	if err := c.ws.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.ws.SetWriteDeadline(t)
+}
+
+// AnyOrigin accepts WebSocket upgrades from every origin (Pitaya's default).
+func AnyOrigin(*http.Request) bool { return true }

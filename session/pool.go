@@ -1,0 +1,179 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// BindHook runs before a session is bound to uid; an error vetoes the bind.
+type BindHook func(ctx context.Context, s *Session, uid string) error
+
+// Pool holds the sessions of one frontend. It is safe for concurrent use.
+// Register hooks before the frontend starts.
+type Pool struct {
+	log    *slog.Logger
+	nextID atomic.Int64
+	count  atomic.Int64
+
+	mu    sync.RWMutex
+	byID  map[int64]*Session
+	byUID map[string]*Session
+
+	onBind      []BindHook
+	onAfterBind []func(ctx context.Context, s *Session)
+	onClose     []func(s *Session)
+}
+
+// NewPool returns an empty pool that logs to log (nil: slog.Default()).
+func NewPool(log *slog.Logger) *Pool {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Pool{log: log, byID: make(map[int64]*Session), byUID: make(map[string]*Session)}
+}
+
+// OnSessionBind adds a hook that runs before every bind and may veto it.
+func (p *Pool) OnSessionBind(h BindHook) { p.onBind = append(p.onBind, h) }
+
+// OnAfterSessionBind adds a hook that runs after every successful bind.
+func (p *Pool) OnAfterSessionBind(f func(ctx context.Context, s *Session)) {
+	p.onAfterBind = append(p.onAfterBind, f)
+}
+
+// OnSessionClose adds a hook that runs when any session ends, after the
+// session's own OnClose callbacks.
+func (p *Pool) OnSessionClose(f func(s *Session)) { p.onClose = append(p.onClose, f) }
+
+// New creates a session for conn and adds it to the pool.
+func (p *Pool) New(conn Conn) *Session {
+	s := &Session{id: p.nextID.Add(1), conn: conn, pool: p}
+	p.mu.Lock()
+	p.byID[s.id] = s
+	p.mu.Unlock()
+	p.count.Add(1)
+	return s
+}
+
+// ByID returns the session with id, or nil.
+func (p *Pool) ByID(id int64) *Session {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.byID[id]
+}
+
+// ByUID returns the session bound to uid, or nil.
+func (p *Pool) ByUID(uid string) *Session {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.byUID[uid]
+}
+
+// Count is the number of live sessions.
+func (p *Pool) Count() int { return int(p.count.Load()) }
+
+// Range calls f for every live session until f returns false.
+func (p *Pool) Range(f func(*Session) bool) {
+	p.mu.RLock()
+	all := make([]*Session, 0, len(p.byID))
+	for _, s := range p.byID {
+		all = append(all, s)
+	}
+	p.mu.RUnlock()
+	for _, s := range all {
+		if !f(s) {
+			return
+		}
+	}
+}
+
+func (p *Pool) bind(ctx context.Context, s *Session, uid string) error {
+	if uid == "" {
+		return ErrIllegalUID
+	}
+	s.mu.RLock()
+	bound, closed := s.uid, s.closed
+	s.mu.RUnlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case bound != "":
+		return fmt.Errorf("%w: %q", ErrAlreadyBound, bound)
+	}
+	for _, h := range p.onBind {
+		if err := h(ctx, s, uid); err != nil {
+			return fmt.Errorf("session: bind of %q vetoed: %w", uid, err)
+		}
+	}
+	p.mu.Lock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if s.uid != "" {
+		bound := s.uid
+		s.mu.Unlock()
+		p.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrAlreadyBound, bound)
+	}
+	s.uid = uid
+	s.mu.Unlock()
+	old := p.byUID[uid]
+	p.byUID[uid] = s
+	p.mu.Unlock()
+
+	if old != nil && old != s {
+		p.log.Info("uid bound again: kicking the older session", "uid", uid, "old", old.id, "new", s.id)
+		if err := old.Kick(ctx); err != nil {
+			_ = old.Close()
+		}
+	}
+	for _, f := range p.onAfterBind {
+		f(ctx, s)
+	}
+	return nil
+}
+
+// Closed ends s: the frontend calls it once the connection is gone. It
+// removes s from the pool (never a newer session's uid entry) and runs the
+// session's OnClose callbacks, then the pool's OnSessionClose hooks.
+func (p *Pool) Closed(s *Session) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	callbacks := s.onClose
+	s.onClose = nil
+	uid := s.uid
+	s.mu.Unlock()
+
+	p.mu.Lock()
+	delete(p.byID, s.id)
+	if uid != "" && p.byUID[uid] == s {
+		delete(p.byUID, uid)
+	}
+	p.mu.Unlock()
+	p.count.Add(-1)
+
+	for _, f := range callbacks {
+		p.safe("OnClose", s, f)
+	}
+	for _, f := range p.onClose {
+		p.safe("OnSessionClose", s, func() { f(s) })
+	}
+}
+
+func (p *Pool) safe(what string, s *Session, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("session callback panicked", "callback", what, "session", s.id, "uid", s.UID(), "panic", r)
+		}
+	}()
+	f()
+}
