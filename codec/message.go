@@ -156,6 +156,9 @@ func (c *MessageCodec) AppendPacket(dst []byte, m *Message) ([]byte, error) {
 	return dst, nil
 }
 
+// Threshold is the smallest payload size that is tried with zlib.
+func (c *MessageCodec) Threshold() int { return c.threshold() }
+
 func (c *MessageCodec) threshold() int {
 	if c.CompressThreshold <= 0 {
 		return DefaultCompressThreshold

@@ -39,18 +39,24 @@ func (p *BufferPool) put(b []byte) {
 	p.pool.Put(&b)
 }
 
+// smallRead is the size of the buffer every PacketReader carries inline:
+// a small packet (most requests) is read with one read call and no pooled
+// buffer, and an idle connection holds nothing else.
+const smallRead = 128
+
 // PacketReader splits a byte stream into packets. Packets may arrive in
-// pieces or several in one read. While nothing is buffered it waits on a
-// 4-byte header read and holds no buffer, so idle connections stay small.
+// pieces or several in one read. Small packets are read into a buffer of
+// 128 bytes held inline; larger ones borrow a buffer from the pool and give
+// it back as soon as everything buffered has been returned, so idle
+// connections stay small.
 //
 // A PacketReader is used by one goroutine.
 type PacketReader struct {
 	r          io.Reader
 	pool       *BufferPool
 	maxBody    int
-	hdr        [HeaderLength]byte
-	hdrN       int // bytes of hdr read so far, kept across a failed read
-	buf        []byte
+	small      [smallRead]byte
+	buf        []byte // small[:] or a pooled buffer
 	start, end int
 }
 
@@ -60,7 +66,9 @@ func NewPacketReader(r io.Reader, pool *BufferPool, maxBody int) *PacketReader {
 	if pool == nil {
 		pool = &BufferPool{}
 	}
-	return &PacketReader{r: r, pool: pool, maxBody: maxBody}
+	pr := &PacketReader{r: r, pool: pool, maxBody: maxBody}
+	pr.buf = pr.small[:]
+	return pr
 }
 
 // Next returns the next packet: its type, its body and the whole packet
@@ -70,28 +78,11 @@ func NewPacketReader(r io.Reader, pool *BufferPool, maxBody int) *PacketReader {
 func (pr *PacketReader) Next() (PacketType, []byte, []byte, error) {
 	if pr.start == pr.end {
 		pr.release()
-		n, err := io.ReadFull(pr.r, pr.hdr[pr.hdrN:])
-		pr.hdrN += n
-		if err != nil {
-			if err == io.EOF && pr.hdrN > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, nil, nil, err
-		}
-		pr.hdrN = 0
-		t, n, err := ParseHeader(pr.hdr[:], pr.maxBody)
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		pr.buf = pr.pool.get(HeaderLength + n)
-		copy(pr.buf, pr.hdr[:])
-		pr.start, pr.end = 0, HeaderLength
-		if err := pr.fill(HeaderLength + n); err != nil {
-			return 0, nil, nil, err
-		}
-		return pr.take(t, n)
 	}
 	if err := pr.fill(HeaderLength); err != nil {
+		if err == io.ErrUnexpectedEOF && pr.start == pr.end {
+			err = io.EOF // nothing buffered: a clean end between packets
+		}
 		return 0, nil, nil, err
 	}
 	t, n, err := ParseHeader(pr.buf[pr.start:pr.end], pr.maxBody)
@@ -101,10 +92,6 @@ func (pr *PacketReader) Next() (PacketType, []byte, []byte, error) {
 	if err := pr.fill(HeaderLength + n); err != nil {
 		return 0, nil, nil, err
 	}
-	return pr.take(t, n)
-}
-
-func (pr *PacketReader) take(t PacketType, n int) (PacketType, []byte, []byte, error) {
 	pkt := pr.buf[pr.start : pr.start+HeaderLength+n]
 	pr.start += HeaderLength + n
 	return t, pkt[HeaderLength:], pkt, nil
@@ -119,7 +106,7 @@ func (pr *PacketReader) fill(need int) error {
 		if need > len(pr.buf) {
 			nb := pr.pool.get(need)
 			copy(nb, pr.buf[pr.start:pr.end])
-			pr.pool.put(pr.buf)
+			pr.putBuf()
 			pr.buf = nb
 		} else {
 			copy(pr.buf, pr.buf[pr.start:pr.end])
@@ -135,11 +122,16 @@ func (pr *PacketReader) fill(need int) error {
 	return err
 }
 
-func (pr *PacketReader) release() {
-	if pr.buf != nil {
+func (pr *PacketReader) putBuf() {
+	if len(pr.buf) > 0 && &pr.buf[0] != &pr.small[0] {
 		pr.pool.put(pr.buf)
-		pr.buf = nil
 	}
+}
+
+// release goes back to the inline buffer once nothing is buffered.
+func (pr *PacketReader) release() {
+	pr.putBuf()
+	pr.buf = pr.small[:]
 	pr.start, pr.end = 0, 0
 }
 

@@ -121,6 +121,44 @@ func (a *agent) send(pkt []byte) error {
 	return nil
 }
 
+// reply sends a response from the reader goroutine. When nothing else is
+// queued or being written it writes at once, on this goroutine: that saves a
+// goroutine hand-off per request, and a slow client only delays its own
+// session. Otherwise the response is queued behind what is waiting.
+func (a *agent) reply(pkt []byte) error {
+	a.mu.Lock()
+	if a.closed || a.closing {
+		a.mu.Unlock()
+		return ErrConnClosed
+	}
+	if a.writing || len(a.queue) > 0 {
+		a.mu.Unlock()
+		return a.send(pkt)
+	}
+	a.writing = true
+	a.mu.Unlock()
+
+	err := a.conn.SetWriteDeadline(time.Now().Add(a.f.cfg.WriteTimeout))
+	if err == nil {
+		_, err = a.conn.Write(pkt)
+	}
+	if err != nil {
+		a.f.log.Debug("write failed: closing", "session", a.sess.ID(), "err", err)
+		_ = a.Close()
+	}
+	// Hand over to a writer goroutine whatever was queued meanwhile.
+	a.mu.Lock()
+	more := len(a.queue) > 0 || a.closing
+	if !more {
+		a.writing = false
+	}
+	a.mu.Unlock()
+	if more {
+		go a.write()
+	}
+	return err
+}
+
 func (a *agent) closeAfterFlush() {
 	a.mu.Lock()
 	if a.closed {
@@ -295,7 +333,7 @@ func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {
 		if err == nil {
 			var pkt []byte
 			if pkt, err = a.f.codec.AppendPacket(make([]byte, 0, codec.HeaderLength+8+len(resp.Data)), &resp); err == nil {
-				_ = a.send(pkt)
+				_ = a.reply(pkt)
 			}
 		}
 		if err != nil {

@@ -149,7 +149,9 @@ func New(cfg Config) (*Frontend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("frontend: handshake response: %w", err)
 	}
-	if cfg.Compress && len(ok) >= f.codec.CompressThreshold && len(ok) >= codec.DefaultCompressThreshold {
+	// Like Pitaya, a large handshake response (a big dictionary) may go
+	// zlib-compressed without a flag: clients sniff its leading 0x78.
+	if cfg.Compress && len(ok) >= f.codec.Threshold() {
 		ok, _ = f.codec.Deflate(ok)
 	}
 	refused, _ := json.Marshal(codec.HandshakeResponse{Code: codec.HandshakeFailed})
