@@ -129,6 +129,9 @@ func (r *Registry) Register(c any, opts ...Option) error {
 			continue
 		}
 		h.route = o.name + "." + o.nameFunc(m.Name)
+		if _, dup := found[h.route]; dup {
+			return fmt.Errorf("%w: %s (two methods of %T)", ErrDuplicateName, h.route, c)
+		}
 		found[h.route] = h
 	}
 	if len(found) == 0 {
@@ -230,7 +233,7 @@ func (r *Registry) Handle(ctx context.Context, route string, data []byte) (out [
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("handler panicked", "route", route, "panic", p, "stack", string(debug.Stack()))
-			out, err = nil, codec.NewError(codec.CodeInternal, "internal error", nil)
+			out, notify, err = nil, h.notify, codec.NewError(codec.CodeInternal, "internal error", nil)
 		}
 	}()
 	res, err := r.call(ctx, h, data)
