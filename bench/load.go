@@ -1,0 +1,206 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// LoadResult is one closed-loop run: conns connections, one request in
+// flight on each, warmed up then measured over one or more windows.
+type LoadResult struct {
+	Conns         int     `json:"conns"`
+	RequestBytes  int     `json:"request_bytes"`
+	ResponseBytes int     `json:"response_bytes"`
+	Windows       int     `json:"windows"`
+	Requests      int     `json:"requests"`
+	Seconds       float64 `json:"seconds"` // measured, all windows together
+	ReqPerSec     float64 `json:"req_per_sec"`
+	MeanUs        float64 `json:"mean_us"`
+	P50Us         float64 `json:"p50_us"`
+	P90Us         float64 `json:"p90_us"`
+	P99Us         float64 `json:"p99_us"`
+	MaxUs         float64 `json:"max_us"`
+	// ServerCPUTicks is utime+stime of the server process over the
+	// windows, in 1/100 s; ServerCPUUsPerReq divides it by Requests.
+	ServerCPUTicks    int64   `json:"server_cpu_ticks"`
+	ServerUserTicks   int64   `json:"server_user_ticks"`
+	ServerSysTicks    int64   `json:"server_sys_ticks"`
+	ServerCPUUsPerReq float64 `json:"server_cpu_us_per_req"`
+	// ServerCtxSwitchesPerReq is the server's thread context switches
+	// (voluntary and involuntary, all threads) over the windows / Requests:
+	// roughly how many times a server thread slept and woke per request.
+	ServerCtxSwitchesPerReq float64 `json:"server_ctx_switches_per_req"`
+}
+
+// maxPerConn bounds the requests one connection makes in a window, on top
+// of the time bound.
+const maxPerConn = 20_000_000
+
+// loader drives one server: its connections stay open across windows and
+// every window's latencies go to the same per-connection slices.
+type loader struct {
+	ex    *exchange
+	pid   int // the server process, for its CPU time
+	total time.Duration
+	conns []*rawConn
+	lats  [][]int64
+
+	windows           int
+	seconds           float64
+	user, sys, ctxsws int64
+}
+
+// newLoader dials (and, for Nopal, handshakes) n connections to addr.
+// total is the measured time all windows will add up to, used to size the
+// latency slices once.
+func newLoader(addr string, ex *exchange, n, pid int, total time.Duration) (*loader, error) {
+	l := &loader{ex: ex, pid: pid, total: total, lats: make([][]int64, n)}
+	for range n {
+		c, err := dialRaw(addr, nil, 5*time.Second)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("dial: %w", err)
+		}
+		l.conns = append(l.conns, c)
+		if ex.nopal {
+			if err := c.handshake(5 * time.Second); err != nil {
+				l.Close()
+				return nil, err
+			}
+		}
+	}
+	return l, nil
+}
+
+// Close closes every connection.
+func (l *loader) Close() {
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
+}
+
+// window runs one goroutine per connection in a closed loop: warm-up until
+// t0, then each request started in [t0, t0+d) is timed into the
+// connection's own preallocated slice. The server's CPU time and context
+// switches are read at t0 and t0+d.
+func (l *loader) window(warmup, d time.Duration) error {
+	t0 := time.Now().Add(warmup)
+	t1 := t0.Add(d)
+	errs := make([]error, len(l.conns))
+	var wg sync.WaitGroup
+	for i, c := range l.conns {
+		// One deadline for the whole window: a hung server fails the run
+		// instead of hanging it, at no per-request cost.
+		_ = c.c.SetDeadline(t1.Add(10 * time.Second))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.lats[i], errs[i] = loadLoop(c, l.ex, l.lats[i], t0, t1, l.total)
+		}()
+	}
+	time.Sleep(time.Until(t0))
+	u0, s0, err0 := cpuTimes(l.pid)
+	cs0, err1 := ctxSwitches(l.pid)
+	time.Sleep(time.Until(t1))
+	u1, s1, err2 := cpuTimes(l.pid)
+	cs1, err3 := ctxSwitches(l.pid)
+	wg.Wait()
+	if err := errors.Join(err0, err1, err2, err3); err != nil {
+		return fmt.Errorf("server CPU time: %w", err)
+	}
+	var failed []error
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Errorf("connection %d: %w", i, err))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d connections failed: %w", len(failed), len(l.conns), errors.Join(failed...))
+	}
+	l.windows++
+	l.seconds += d.Seconds()
+	l.user += u1 - u0
+	l.sys += s1 - s0
+	l.ctxsws += cs1 - cs0
+	return nil
+}
+
+// result merges and sorts the latencies of every window.
+func (l *loader) result() (LoadResult, error) {
+	res := LoadResult{
+		Conns: len(l.conns), RequestBytes: len(l.ex.req), ResponseBytes: l.ex.respBody + 4,
+		Windows: l.windows, Seconds: l.seconds,
+	}
+	n := 0
+	for _, v := range l.lats {
+		n += len(v)
+	}
+	if n == 0 || l.seconds == 0 {
+		return res, errors.New("no request completed in the measured windows")
+	}
+	all := make([]int64, 0, n)
+	for _, v := range l.lats {
+		all = append(all, v...)
+	}
+	slices.Sort(all)
+	var sum float64
+	for _, v := range all {
+		sum += float64(v)
+	}
+	us := func(ns int64) float64 { return float64(ns) / 1e3 }
+	res.Requests = n
+	res.ReqPerSec = float64(n) / res.Seconds
+	res.MeanUs = sum / float64(n) / 1e3
+	res.P50Us = us(percentile(all, 0.50))
+	res.P90Us = us(percentile(all, 0.90))
+	res.P99Us = us(percentile(all, 0.99))
+	res.MaxUs = us(all[n-1])
+	res.ServerUserTicks, res.ServerSysTicks = l.user, l.sys
+	res.ServerCPUTicks = l.user + l.sys
+	res.ServerCPUUsPerReq = float64(res.ServerCPUTicks) * 1e6 / clkTck / float64(n)
+	res.ServerCtxSwitchesPerReq = float64(l.ctxsws) / float64(n)
+	return res, nil
+}
+
+// loadLoop is one connection's closed loop for one window. lat is the
+// connection's latency slice: on the first window it is allocated from the
+// warm-up rate, large enough for total measured time, so no window grows it.
+func loadLoop(c *rawConn, ex *exchange, lat []int64, t0, t1 time.Time, total time.Duration) ([]int64, error) {
+	start := time.Now()
+	warm := 0
+	for time.Now().Before(t0) && warm < maxPerConn {
+		if err := c.roundTrip(ex); err != nil {
+			return lat, fmt.Errorf("warm-up: %w", err)
+		}
+		warm++
+	}
+	if lat == nil {
+		elapsed := max(time.Since(start), time.Millisecond)
+		want := float64(warm)/elapsed.Seconds()*total.Seconds()*1.5 + 1024
+		lat = make([]int64, 0, int(min(want, maxPerConn)))
+	}
+	for n := 0; n < maxPerConn; n++ {
+		s := time.Now()
+		if !s.Before(t1) {
+			break
+		}
+		if err := c.roundTrip(ex); err != nil {
+			return lat, err
+		}
+		lat = append(lat, int64(time.Since(s)))
+	}
+	return lat, nil
+}
+
+// percentile returns the nearest-rank q-quantile of sorted v.
+func percentile(v []int64, q float64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(v)))) - 1
+	return v[min(max(i, 0), len(v)-1)]
+}

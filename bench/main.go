@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: bench <command> [flags]
+
+commands:
+  server       run the Nopal echo server (route echo.echo) and print "ADDR host:port"
+  echo-server  run the plain TCP echo server (the floor) and print "ADDR host:port"
+  suite        run every scenario against both servers and print one table
+
+Servers serve until stdin is closed or they get SIGTERM/SIGINT.
+Run 'bench <command> -h' for the flags of a command.`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run dispatches a subcommand. The test binary calls it too when it is
+// re-executed as a server subprocess (see bench_test.go).
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "server":
+		return cmdServer(args[1:], stdin, stdout, stderr)
+	case "echo-server":
+		return cmdEchoServer(args[1:], stdin, stdout, stderr)
+	case "suite":
+		return cmdSuite(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

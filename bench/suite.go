@@ -1,0 +1,443 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// suiteOptions configures a suite run.
+type suiteOptions struct {
+	Duration  time.Duration `json:"duration_ns"`
+	Warmup    time.Duration `json:"warmup_ns"`
+	Conns     int           `json:"conns"`
+	Idle      int           `json:"idle"`
+	Payload   int           `json:"payload"`
+	Settle    time.Duration `json:"settle_ns"`
+	StartRuns int           `json:"start_runs"`
+	// Rounds is how many measured windows each server gets in scenarios
+	// 1 and 2, alternating between the floor and Nopal.
+	Rounds    int           `json:"rounds"`
+	Compress  bool          `json:"compress"`
+	Heartbeat time.Duration `json:"heartbeat_ns"`
+	// Scenarios to run (1–4); empty: all.
+	Scenarios []int `json:"scenarios"`
+	// CPUProfile, if set, is passed to the Nopal server of scenario 2.
+	CPUProfile string `json:"cpuprofile,omitempty"`
+}
+
+func (o *suiteOptions) runs(n int) bool {
+	if len(o.Scenarios) == 0 {
+		return true
+	}
+	for _, s := range o.Scenarios {
+		if s == n {
+			return true
+		}
+	}
+	return false
+}
+
+// Env describes where the suite ran.
+type Env struct {
+	Date       string `json:"date"`
+	GoVersion  string `json:"go_version"`
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	NumCPU     int    `json:"num_cpu"`
+	CPUModel   string `json:"cpu_model"`
+	Kernel     string `json:"kernel"`
+	NoFile     uint64 `json:"rlimit_nofile"`
+}
+
+// Pair is one scenario's figures for Nopal and for the floor.
+type Pair[T any] struct {
+	Nopal T `json:"nopal"`
+	Floor T `json:"floor"`
+}
+
+// Row is one line of the table.
+type Row struct {
+	Scenario string  `json:"scenario"`
+	Metric   string  `json:"metric"`
+	Nopal    float64 `json:"nopal"`
+	Floor    float64 `json:"floor"`
+	HasFloor bool    `json:"has_floor"`
+	Ratio    float64 `json:"ratio,omitempty"` // Nopal / floor
+	Target   string  `json:"target,omitempty"`
+	OK       *bool   `json:"ok,omitempty"`
+	prec     int
+}
+
+// Results are the raw figures of a suite run (written by -json).
+type Results struct {
+	Env        Env                `json:"env"`
+	Options    suiteOptions       `json:"options"`
+	Latency    *Pair[LoadResult]  `json:"latency,omitempty"`    // scenario 1
+	Throughput *Pair[LoadResult]  `json:"throughput,omitempty"` // scenario 2
+	Idle       *Pair[IdleResult]  `json:"idle,omitempty"`       // scenario 3
+	Start      *Pair[StartResult] `json:"start,omitempty"`      // scenario 4
+	Rows       []Row              `json:"rows"`
+	Errors     []string           `json:"errors,omitempty"`
+}
+
+func cmdSuite(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("suite", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := suiteOptions{}
+	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured window of each load run")
+	fs.DurationVar(&o.Warmup, "warmup", 500*time.Millisecond, "warm-up before each measured window")
+	fs.IntVar(&o.Conns, "conns", 64, "connections of the closed-loop scenario")
+	fs.IntVar(&o.Idle, "idle", 5000, "idle connections")
+	fs.IntVar(&o.Payload, "payload", 64, "request payload bytes")
+	fs.DurationVar(&o.Settle, "settle", time.Second, "wait before sampling RSS with the idle connections open")
+	fs.IntVar(&o.StartRuns, "start-runs", 3, "start-time runs (the median is reported)")
+	fs.IntVar(&o.Rounds, "rounds", 5, "alternating floor/Nopal windows per load scenario (each -duration/rounds long)")
+	fs.BoolVar(&o.Compress, "compress", false, "run the Nopal server with -compress")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
+	only := fs.String("only", "", "comma-separated scenarios to run (1-4; default all)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Nopal server during scenario 2 to this file")
+	asJSON := fs.Bool("json", false, "also write the raw figures as JSON to -out")
+	out := fs.String("out", "bench.json", "JSON output file (with -json)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("suite: unexpected arguments %q", fs.Args())
+	}
+	if *only != "" {
+		for f := range strings.SplitSeq(*only, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 4 {
+				return fmt.Errorf("suite: -only: bad scenario %q", f)
+			}
+			o.Scenarios = append(o.Scenarios, n)
+		}
+	}
+	if o.Duration <= 0 || o.Conns <= 0 || o.Idle <= 0 || o.Payload < 0 || o.StartRuns <= 0 || o.Rounds <= 0 {
+		return errors.New("suite: -duration, -conns, -idle, -rounds and -start-runs must be positive, -payload not negative")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	res, err := runSuite(exe, o, stderr)
+	if res != nil {
+		renderTable(stdout, res)
+		if *asJSON {
+			b, jerr := json.MarshalIndent(res, "", "  ")
+			if jerr == nil {
+				jerr = os.WriteFile(*out, append(b, '\n'), 0o644)
+			}
+			if jerr != nil {
+				err = errors.Join(err, fmt.Errorf("writing %s: %w", *out, jerr))
+			} else {
+				fmt.Fprintf(stderr, "raw figures written to %s\n", *out)
+			}
+		}
+	}
+	return err
+}
+
+// runSuite runs the selected scenarios against subprocesses of exe (the
+// bench binary, or the test binary) and returns the figures. Progress goes
+// to log. The error joins every failure: a failed request, a dropped
+// connection, a server that died.
+func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
+	log = &lockedWriter{w: log} // the servers' stderr and the suite's progress
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
+	}
+	nofile, err := raiseNofile()
+	if err != nil {
+		fmt.Fprintf(log, "warning: cannot raise RLIMIT_NOFILE: %v\n", err)
+	}
+	res := &Results{
+		Env: Env{
+			Date:       time.Now().Format(time.RFC3339),
+			GoVersion:  runtime.Version(),
+			GOOS:       runtime.GOOS,
+			GOARCH:     runtime.GOARCH,
+			GOMAXPROCS: runtime.GOMAXPROCS(0),
+			NumCPU:     runtime.NumCPU(),
+			CPUModel:   cpuModel(),
+			Kernel:     kernelRelease(),
+			NoFile:     nofile,
+		},
+		Options: o,
+	}
+	var errs []error
+	fail := func(scenario string, err error) {
+		err = fmt.Errorf("scenario %s: %w", scenario, err)
+		errs = append(errs, err)
+		res.Errors = append(res.Errors, err.Error())
+		fmt.Fprintf(log, "FAIL: %v\n", err)
+	}
+	payload := make([]byte, o.Payload)
+	for i := range payload {
+		payload[i] = 'a' + byte(i%26)
+	}
+	servers := suiteServers{exe: exe, o: o, log: log}
+
+	if o.runs(1) {
+		fmt.Fprintf(log, "scenario 1: request/response, 1 connection, %v each\n", o.Duration)
+		p, err := servers.loadPair(payload, 1, "")
+		if err != nil {
+			fail("1", err)
+		} else {
+			res.Latency = p
+		}
+	}
+	if o.runs(2) {
+		fmt.Fprintf(log, "scenario 2: request/response, %d connections, %v each\n", o.Conns, o.Duration)
+		p, err := servers.loadPair(payload, o.Conns, o.CPUProfile)
+		if err != nil {
+			fail("2", err)
+		} else {
+			res.Throughput = p
+		}
+	}
+	if o.runs(3) {
+		fmt.Fprintf(log, "scenario 3: %d idle connections\n", o.Idle)
+		p, err := servers.idlePair()
+		if err != nil {
+			fail("3", err)
+		} else {
+			res.Idle = p
+		}
+	}
+	if o.runs(4) {
+		fmt.Fprintf(log, "scenario 4: start time, %d runs\n", o.StartRuns)
+		n, f, err := runStartup(exe, o.StartRuns)
+		if err != nil {
+			fail("4", err)
+		} else {
+			res.Start = &Pair[StartResult]{Nopal: n, Floor: f}
+			fmt.Fprintf(log, "  go build ./cmd/node %.0f ms; node ready %v ms; floor %v ms\n", n.BuildMs, n.RunsMs, f.RunsMs)
+		}
+	}
+	res.Rows = buildRows(res)
+	return res, errors.Join(errs...)
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// suiteServers starts the server subprocesses of each scenario.
+type suiteServers struct {
+	exe string
+	o   suiteOptions
+	log io.Writer
+}
+
+func (s suiteServers) start(nopal bool, cpuprofile string) (*child, error) {
+	if !nopal {
+		return startChild("echo-server", s.exe, []string{"echo-server", "-addr", "127.0.0.1:0"}, s.log, 15*time.Second)
+	}
+	args := []string{"server", "-addr", "127.0.0.1:0", "-heartbeat", s.o.Heartbeat.String()}
+	if s.o.Compress {
+		args = append(args, "-compress")
+	}
+	if cpuprofile != "" {
+		args = append(args, "-cpuprofile", cpuprofile)
+	}
+	return startChild("nopal server", s.exe, args, s.log, 15*time.Second)
+}
+
+// rewarm is the warm-up before every window after a server's first.
+const rewarm = 50 * time.Millisecond
+
+// loadPair runs the floor and Nopal servers side by side and measures them
+// in alternating windows (floor, Nopal, Nopal, floor, …: -rounds of each,
+// -duration in all per server), so that a noisy neighbour or a clock change
+// hits both alike.
+func (s suiteServers) loadPair(payload []byte, conns int, cpuprofile string) (*Pair[LoadResult], error) {
+	rounds := max(1, min(s.o.Rounds, int(s.o.Duration/(50*time.Millisecond))))
+	slice := s.o.Duration / time.Duration(rounds)
+	var loaders [2]*loader
+	var srvs [2]*child
+	defer func() {
+		for i := range 2 {
+			if loaders[i] != nil {
+				loaders[i].Close()
+			}
+			if srvs[i] != nil && srvs[i].alive() {
+				srvs[i].kill()
+			}
+		}
+	}()
+	for i, nopal := range []bool{false, true} {
+		ex, err := newExchange(payload, nopal)
+		if err != nil {
+			return nil, err
+		}
+		if srvs[i], err = s.start(nopal, cpuprofile); err != nil {
+			return nil, err
+		}
+		if loaders[i], err = newLoader(srvs[i].addr, ex, conns, srvs[i].pid(), slice*time.Duration(rounds)); err != nil {
+			return nil, fmt.Errorf("%s: %w", srvs[i].name, err)
+		}
+	}
+	for r := range rounds {
+		order := []int{0, 1}
+		if r%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			warm := min(rewarm, s.o.Warmup)
+			if loaders[i].windows == 0 {
+				warm = s.o.Warmup
+			}
+			if err := loaders[i].window(warm, slice); err != nil {
+				return nil, fmt.Errorf("%s: %w", srvs[i].name, err)
+			}
+		}
+	}
+	var p Pair[LoadResult]
+	for i, dst := range []*LoadResult{&p.Floor, &p.Nopal} {
+		r, err := loaders[i].result()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", srvs[i].name, err)
+		}
+		*dst = r
+		loaders[i].Close()
+		loaders[i] = nil
+		err = srvs[i].stop()
+		srvs[i] = nil
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(s.log, "  %-12s %8d requests measured in %d windows, %9.0f req/s, p50 %7.1f µs, p99 %7.1f µs, server CPU %5.1f µs/req (user %d sys %d ticks), %.2f ctx switches/req\n",
+			[]string{"echo-server", "nopal server"}[i], r.Requests, r.Windows, r.ReqPerSec, r.P50Us, r.P99Us,
+			r.ServerCPUUsPerReq, r.ServerUserTicks, r.ServerSysTicks, r.ServerCtxSwitchesPerReq)
+	}
+	return &p, nil
+}
+
+// idlePair runs the idle scenario on the floor, then on Nopal.
+func (s suiteServers) idlePair() (*Pair[IdleResult], error) {
+	var p Pair[IdleResult]
+	for _, nopal := range []bool{false, true} {
+		srv, err := s.start(nopal, "")
+		if err != nil {
+			return nil, err
+		}
+		r, err := runIdle(idleSpec{addr: srv.addr, nopal: nopal, conns: s.o.Idle, settle: s.o.Settle, pid: srv.pid()})
+		if err == nil {
+			err = srv.checkAlive()
+		}
+		if err != nil {
+			srv.kill()
+			return nil, fmt.Errorf("%s: %w", srv.name, err)
+		}
+		if err := srv.stop(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(s.log, "  %-12s %d connections opened in %.2f s, RSS %d → %d KB (%.2f KB per connection)\n",
+			srv.name, r.Conns, r.OpenSeconds, r.RSSBeforeKB, r.RSSAfterKB, r.PerConnKB)
+		if nopal {
+			p.Nopal = r
+		} else {
+			p.Floor = r
+		}
+	}
+	return &p, nil
+}
+
+func okp(b bool) *bool { return &b }
+
+// buildRows turns the figures into table rows with their targets.
+func buildRows(r *Results) []Row {
+	var rows []Row
+	pair := func(scenario, metric string, nopal, floor float64, prec int, target string, ok *bool) {
+		row := Row{Scenario: scenario, Metric: metric, Nopal: nopal, Floor: floor, HasFloor: true, Target: target, OK: ok, prec: prec}
+		if floor != 0 {
+			row.Ratio = nopal / floor
+		}
+		rows = append(rows, row)
+	}
+	if p := r.Latency; p != nil {
+		sc := "1. req/resp, 1 conn, 1 in flight"
+		pair(sc, "p50 latency (µs)", p.Nopal.P50Us, p.Floor.P50Us, 1, "≤ 2× floor", okp(p.Nopal.P50Us <= 2*p.Floor.P50Us))
+		pair(sc, "p99 latency (µs)", p.Nopal.P99Us, p.Floor.P99Us, 1, "", nil)
+		pair(sc, "requests measured", float64(p.Nopal.Requests), float64(p.Floor.Requests), 0, "", nil)
+	}
+	if p := r.Throughput; p != nil {
+		sc := fmt.Sprintf("2. req/resp, %d conns closed loop", p.Nopal.Conns)
+		pair(sc, "throughput (req/s)", p.Nopal.ReqPerSec, p.Floor.ReqPerSec, 0, "≥ 0.7× floor", okp(p.Nopal.ReqPerSec >= 0.7*p.Floor.ReqPerSec))
+		pair(sc, "p50 latency (µs)", p.Nopal.P50Us, p.Floor.P50Us, 1, "", nil)
+		pair(sc, "p99 latency (µs)", p.Nopal.P99Us, p.Floor.P99Us, 1, "", nil)
+		pair(sc, "server CPU per request (µs)", p.Nopal.ServerCPUUsPerReq, p.Floor.ServerCPUUsPerReq, 2, "≤ 2× floor",
+			okp(p.Nopal.ServerCPUUsPerReq <= 2*p.Floor.ServerCPUUsPerReq))
+		pair(sc, "requests measured", float64(p.Nopal.Requests), float64(p.Floor.Requests), 0, "", nil)
+	}
+	if p := r.Idle; p != nil {
+		sc := fmt.Sprintf("3. %d idle conns", p.Nopal.Conns)
+		pair(sc, "server RSS per conn (KB)", p.Nopal.PerConnKB, p.Floor.PerConnKB, 2, "≤ 12 KB", okp(p.Nopal.PerConnKB <= 12))
+		pair(sc, "server RSS total (MB)", float64(p.Nopal.RSSAfterKB)/1024, float64(p.Floor.RSSAfterKB)/1024, 1, "", nil)
+	}
+	if p := r.Start; p != nil {
+		sc := "4. `make run` start"
+		pair(sc, "exec to ready (ms, median)", p.Nopal.MedianMs, p.Floor.MedianMs, 1, "< 1000 ms", okp(p.Nopal.MedianMs < 1000))
+		rows = append(rows, Row{Scenario: sc, Metric: "go build ./cmd/node (ms)", Nopal: p.Nopal.BuildMs, prec: 0})
+	}
+	return rows
+}
+
+// renderTable prints the environment and the table in markdown.
+func renderTable(w io.Writer, r *Results) {
+	e := r.Env
+	fmt.Fprintf(w, "date: %s\n", e.Date)
+	fmt.Fprintf(w, "go: %s %s/%s, GOMAXPROCS %d (NumCPU %d)\n", e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.NumCPU)
+	fmt.Fprintf(w, "cpu: %s; kernel %s; RLIMIT_NOFILE %d\n", e.CPUModel, e.Kernel, e.NoFile)
+	o := r.Options
+	fmt.Fprintf(w, "options: duration %v in %d alternating windows, warm-up %v, conns %d, idle %d, payload %d B, compress %v, heartbeat %v\n\n",
+		o.Duration, o.Rounds, o.Warmup, o.Conns, o.Idle, o.Payload, o.Compress, o.Heartbeat)
+	fmt.Fprintln(w, "| scenario | metric | nopal | TCP-echo floor | ratio | target | ok |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---|---|")
+	for _, row := range r.Rows {
+		floor, ratio := "—", "—"
+		if row.HasFloor {
+			floor = strconv.FormatFloat(row.Floor, 'f', row.prec, 64)
+			if row.Floor != 0 {
+				ratio = strconv.FormatFloat(row.Ratio, 'f', 2, 64) + "×"
+			}
+		}
+		ok := ""
+		if row.OK != nil {
+			ok = "yes"
+			if !*row.OK {
+				ok = "**NO**"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric,
+			strconv.FormatFloat(row.Nopal, 'f', row.prec, 64), floor, ratio, row.Target, ok)
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "\nERRORS (%d):\n", len(r.Errors))
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "- %s\n", e)
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/nopal-dev/nopal/codec"
+)
+
+// The load generator speaks the Pitaya protocol over raw sockets: the point
+// is to measure the server, not a client library.
+
+// handshakeBody is the client's handshake, as a Pitaya client sends it.
+const handshakeBody = `{"sys":{"platform":"bench","libVersion":"nopal-bench","clientBuildNumber":"1","clientVersion":"1"},"user":{}}`
+
+var (
+	handshakePacket = mustPacket(codec.Handshake, []byte(handshakeBody))
+	ackPacket       = mustPacket(codec.HandshakeAck, nil)
+)
+
+func mustPacket(t codec.PacketType, body []byte) []byte {
+	p, err := codec.AppendPacket(nil, t, body)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// maxBody bounds what the load generator accepts in one packet.
+const maxBody = 1 << 20
+
+// rawConn is one client connection read packet by packet.
+type rawConn struct {
+	c    *net.TCPConn
+	hdr  [codec.HeaderLength]byte
+	body []byte
+}
+
+// dialRaw connects to addr, from local (nil: any) as the source address.
+func dialRaw(addr string, local net.IP, timeout time.Duration) (*rawConn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &rawConn{c: c.(*net.TCPConn), body: make([]byte, 0, 256)}, nil
+}
+
+// readPacket reads one whole packet: the 4-byte header, then the body. The
+// body is valid until the next call.
+func (r *rawConn) readPacket() (codec.PacketType, []byte, error) {
+	if _, err := io.ReadFull(r.c, r.hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(r.hdr[1])<<16 | int(r.hdr[2])<<8 | int(r.hdr[3])
+	if n > maxBody {
+		return 0, nil, fmt.Errorf("packet of %d bytes", n)
+	}
+	if n > cap(r.body) {
+		r.body = make([]byte, n)
+	}
+	b := r.body[:n]
+	if _, err := io.ReadFull(r.c, b); err != nil {
+		return 0, nil, err
+	}
+	return codec.PacketType(r.hdr[0]), b, nil
+}
+
+// handshake performs the Pitaya handshake: Handshake, the server's answer
+// (code 200), HandshakeAck.
+func (r *rawConn) handshake(timeout time.Duration) error {
+	_ = r.c.SetDeadline(time.Now().Add(timeout))
+	defer func() { _ = r.c.SetDeadline(time.Time{}) }()
+	if _, err := r.c.Write(handshakePacket); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	t, body, err := r.readPacket()
+	if err != nil {
+		return fmt.Errorf("handshake response: %w", err)
+	}
+	if t != codec.Handshake {
+		return fmt.Errorf("handshake response: packet %s", t)
+	}
+	if len(body) > 0 && body[0] == 0x78 { // zlib without a flag, as Pitaya does
+		zr, err := zlib.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("handshake response: %w", err)
+		}
+		if body, err = io.ReadAll(io.LimitReader(zr, maxBody)); err != nil {
+			return fmt.Errorf("handshake response: %w", err)
+		}
+	}
+	var resp codec.HandshakeResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return fmt.Errorf("handshake response: %w", err)
+	}
+	if resp.Code != codec.HandshakeOK {
+		return fmt.Errorf("handshake refused: code %d", resp.Code)
+	}
+	if _, err := r.c.Write(ackPacket); err != nil {
+		return fmt.Errorf("handshake ack: %w", err)
+	}
+	return nil
+}
+
+// ping is the floor's counterpart of the handshake: one byte echoed, so the
+// server has accepted the connection and is reading it.
+func (r *rawConn) ping(timeout time.Duration) error {
+	_ = r.c.SetDeadline(time.Now().Add(timeout))
+	defer func() { _ = r.c.SetDeadline(time.Time{}) }()
+	if _, err := r.c.Write([]byte{0}); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(r.c, r.hdr[:1])
+	return err
+}
+
+// alive reports whether the peer has not closed the connection, without
+// blocking or consuming anything (recv with MSG_PEEK|MSG_DONTWAIT).
+func (r *rawConn) alive() bool {
+	sc, err := r.c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	var b [1]byte
+	cerr := sc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case n > 0: // something to read (a heartbeat): alive
+			ok = true
+		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK: // nothing, open
+			ok = true
+		}
+		return true // never wait
+	})
+	return ok && cerr == nil
+}
+
+func (r *rawConn) Close() error { return r.c.Close() }
+
+// exchange is what one request/response costs the load generator: a
+// precomputed request written whole, and the expected answer.
+type exchange struct {
+	req   []byte
+	nopal bool // answers are Nopal Responses (else: the echoed bytes)
+	id    byte // the request id (one varint byte)
+	// respBody is the expected body length of the answer packet.
+	respBody int
+}
+
+const (
+	flagTypeMask = 0x0e
+	flagResponse = byte(codec.Response) << 1
+	flagZlib     = 0x10
+	flagError    = 0x20
+)
+
+// newExchange builds the request packet for route echo.echo with payload:
+// the Nopal server answers with a Response; the echo floor sends the same
+// bytes back.
+func newExchange(payload []byte, nopal bool) (*exchange, error) {
+	const id = 1
+	mc := &codec.MessageCodec{}
+	req, err := mc.AppendPacket(nil, &codec.Message{Type: codec.Request, ID: id, Route: echoRoute, Data: payload})
+	if err != nil {
+		return nil, err
+	}
+	e := &exchange{req: req, nopal: nopal, id: id, respBody: len(req) - codec.HeaderLength}
+	if nopal {
+		e.respBody = 1 + 1 + len(payload) // flag, id, data
+	}
+	return e, nil
+}
+
+// roundTrip sends the request and reads its answer, skipping heartbeats.
+func (r *rawConn) roundTrip(e *exchange) error {
+	if _, err := r.c.Write(e.req); err != nil {
+		return err
+	}
+	for range 1000 { // a few heartbeats at most; bounded anyway
+		t, body, err := r.readPacket()
+		if err != nil {
+			return err
+		}
+		if !e.nopal {
+			if byte(t) != e.req[0] || len(body) != e.respBody {
+				return fmt.Errorf("echo: got packet %#02x of %d bytes, want %d", byte(t), len(body), e.respBody)
+			}
+			return nil
+		}
+		switch t {
+		case codec.Heartbeat:
+			continue
+		case codec.Data:
+		default:
+			return fmt.Errorf("unexpected packet %s", t)
+		}
+		if len(body) < 2 || body[0]&flagTypeMask != flagResponse || body[1] != e.id {
+			return fmt.Errorf("not the response to request %d: % x", e.id, body[:min(len(body), 16)])
+		}
+		if body[0]&flagError != 0 {
+			return fmt.Errorf("error response: %q", body[2:])
+		}
+		if body[0]&flagZlib == 0 && len(body) != e.respBody {
+			return fmt.Errorf("response of %d bytes, want %d", len(body), e.respBody)
+		}
+		return nil
+	}
+	return fmt.Errorf("no response among 1000 packets")
+}
