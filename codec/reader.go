@@ -21,23 +21,21 @@ func (p *BufferPool) size() int {
 	return p.Size
 }
 
-func (p *BufferPool) get(n int) []byte {
+// get returns a buffer of at least n bytes: a pooled one when n fits the
+// pool's size, else a fresh one (pooled is false).
+func (p *BufferPool) get(n int) (buf *[]byte, pooled bool) {
 	if n > p.size() {
-		return make([]byte, n)
+		b := make([]byte, n)
+		return &b, false
 	}
 	if b, ok := p.pool.Get().(*[]byte); ok {
-		return *b
+		return b, true
 	}
-	return make([]byte, p.size())
+	b := make([]byte, p.size())
+	return &b, true
 }
 
-func (p *BufferPool) put(b []byte) {
-	if cap(b) != p.size() {
-		return
-	}
-	b = b[:cap(b)]
-	p.pool.Put(&b)
-}
+func (p *BufferPool) put(b *[]byte) { p.pool.Put(b) }
 
 // smallRead is the size of the buffer every PacketReader carries inline:
 // a small packet (most requests) is read with one read call and no pooled
@@ -56,7 +54,8 @@ type PacketReader struct {
 	pool       *BufferPool
 	maxBody    int
 	small      [smallRead]byte
-	buf        []byte // small[:] or a pooled buffer
+	buf        []byte  // small[:], *big, or a one-off buffer
+	big        *[]byte // the pooled buffer in use, if any
 	start, end int
 }
 
@@ -104,10 +103,13 @@ func (pr *PacketReader) fill(need int) error {
 	}
 	if pr.start+need > len(pr.buf) {
 		if need > len(pr.buf) {
-			nb := pr.pool.get(need)
-			copy(nb, pr.buf[pr.start:pr.end])
+			nb, pooled := pr.pool.get(need)
+			copy(*nb, pr.buf[pr.start:pr.end])
 			pr.putBuf()
-			pr.buf = nb
+			pr.buf = *nb
+			if pooled {
+				pr.big = nb
+			}
 		} else {
 			copy(pr.buf, pr.buf[pr.start:pr.end])
 		}
@@ -123,8 +125,9 @@ func (pr *PacketReader) fill(need int) error {
 }
 
 func (pr *PacketReader) putBuf() {
-	if len(pr.buf) > 0 && &pr.buf[0] != &pr.small[0] {
-		pr.pool.put(pr.buf)
+	if pr.big != nil {
+		pr.pool.put(pr.big)
+		pr.big = nil
 	}
 }
 
