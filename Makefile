@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 30s
 BENCHTIME ?= 5s
 
-.PHONY: run test bench fuzz lint build
+.PHONY: run test bench fuzz lint build proto
 
 run:
 	$(GO) run ./cmd/node serve
@@ -31,3 +31,7 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+
+# Regenerates stream/envelope.pb.go (needs protoc and protoc-gen-go v1.36.12).
+proto:
+	protoc --go_out=. --go_opt=paths=source_relative stream/envelope.proto

@@ -1,0 +1,418 @@
+package stream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultPrefix is the default subject prefix.
+const DefaultPrefix = "nopal"
+
+// ErrConfig is wrapped by configuration errors.
+var ErrConfig = errors.New("stream: bad configuration")
+
+// Config says how to reach the bus.
+type Config struct {
+	// URL of the NATS servers (comma-separated). Empty starts an embedded
+	// server.
+	URL string
+	// Prefix of every subject and the names of streams and buckets
+	// (default "nopal"); several apps can share one NATS cluster.
+	Prefix string
+	// Replicas of streams and buckets (default 1; 3 in a 3-server cluster).
+	Replicas int
+	// ServerID names this process in subjects (required: the node id).
+	ServerID string
+
+	// Credentials and TLS for a URL.
+	User, Password, Token string
+	CredsFile             string
+	NKeySeedFile          string
+	TLS                   *tls.Config
+
+	// Embedded configures the embedded server used when URL is empty.
+	Embedded Embedded
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// OnDisconnect and OnReconnect, when set, are called as the
+	// connection to NATS drops and comes back.
+	OnDisconnect func(error)
+	OnReconnect  func()
+}
+
+// Embedded configures an embedded NATS server.
+type Embedded struct {
+	// StoreDir holds JetStream data (default: a new temporary folder).
+	StoreDir string
+	// Listen opens a client port ("127.0.0.1:4222") so other nodes can
+	// connect; empty keeps the server in-process only.
+	Listen string
+	// ServerName (default: the ServerID).
+	ServerName string
+	// ClusterName, ClusterListen and Routes form a NATS cluster of
+	// embedded servers ("nats://127.0.0.1:6222" ...).
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
+	// User and Password, when set, are required from clients.
+	User, Password string
+}
+
+// Bus is a connection to NATS with JetStream.
+type Bus struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Server *server.Server // the embedded server, or nil
+
+	prefix   string
+	replicas int
+	id       string
+	log      *slog.Logger
+	tempDir  string
+	closed   chan struct{} // closed by NATS when the connection is closed
+}
+
+func (c *Config) defaults() error {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	switch {
+	case c.ServerID == "":
+		return fmt.Errorf("%w: ServerID is required", ErrConfig)
+	case !validToken(c.ServerID):
+		return fmt.Errorf("%w: ServerID %q must be a single subject token", ErrConfig, c.ServerID)
+	case !validSubject(c.Prefix):
+		return fmt.Errorf("%w: Prefix %q", ErrConfig, c.Prefix)
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: Replicas %d (1 to 5)", ErrConfig, c.Replicas)
+	}
+	return nil
+}
+
+// Connect connects to cfg.URL, or starts an embedded server and connects to
+// it in-process. ctx bounds the start.
+func Connect(ctx context.Context, cfg Config) (*Bus, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	b := &Bus{prefix: cfg.Prefix, replicas: cfg.Replicas, id: cfg.ServerID, log: cfg.Logger, closed: make(chan struct{})}
+	opts := []nats.Option{
+		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
+		nats.Name(cfg.ServerID),
+		nats.CustomInboxPrefix(b.ReplyPrefix()),
+		nats.PingInterval(time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.log.Warn("bus disconnected", "err", err)
+			if cfg.OnDisconnect != nil {
+				cfg.OnDisconnect(err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Info("bus reconnected", "url", nc.ConnectedUrlRedacted())
+			if cfg.OnReconnect != nil {
+				cfg.OnReconnect()
+			}
+		}),
+		nats.LameDuckModeHandler(func(nc *nats.Conn) {
+			// The server is going away: the client reconnects to another
+			// one of the cluster on its own; say so.
+			b.log.Warn("bus server entering lame duck mode", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			b.log.Warn("bus error", "subject", subj, "err", err)
+		}),
+	}
+	url := cfg.URL
+	if url == "" {
+		ns, tmp, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.Server, b.tempDir = ns, tmp
+		opts = append(opts, nats.InProcessServer(ns))
+		if cfg.Embedded.User != "" {
+			opts = append(opts, nats.UserInfo(cfg.Embedded.User, cfg.Embedded.Password))
+		}
+	} else {
+		if cfg.User != "" {
+			opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+		}
+		if cfg.Token != "" {
+			opts = append(opts, nats.Token(cfg.Token))
+		}
+		if cfg.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		}
+		if cfg.NKeySeedFile != "" {
+			o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
+			if err != nil {
+				return nil, fmt.Errorf("stream: nkey: %w", err)
+			}
+			opts = append(opts, o)
+		}
+		if cfg.TLS != nil {
+			opts = append(opts, nats.Secure(cfg.TLS))
+		}
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("stream: connect %s: %w", redact(url), err)
+	}
+	b.NC = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("stream: jetstream: %w", err)
+	}
+	b.JS = js
+	if err := b.waitJetStream(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// waitJetStream waits until JetStream answers (a new cluster needs a meta
+// leader first).
+func (b *Bus) waitJetStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := b.JS.AccountInfo(actx)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream: jetstream not available: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func startEmbedded(cfg Config) (*server.Server, string, error) {
+	e := cfg.Embedded
+	opts := &server.Options{
+		ServerName: e.ServerName,
+		JetStream:  true,
+		StoreDir:   e.StoreDir,
+		NoSigs:     true,
+		NoLog:      true,
+		Username:   e.User,
+		Password:   e.Password,
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = cfg.ServerID
+	}
+	tmp := ""
+	if opts.StoreDir == "" {
+		dir, err := os.MkdirTemp("", "nopal-js-")
+		if err != nil {
+			return nil, "", fmt.Errorf("stream: store dir: %w", err)
+		}
+		opts.StoreDir, tmp = dir, dir
+	}
+	if e.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := splitHostPort(e.Listen)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: Embedded.Listen: %w", ErrConfig, err)
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if e.ClusterListen != "" {
+		host, port, err := splitHostPort(e.ClusterListen)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: Embedded.ClusterListen: %w", ErrConfig, err)
+		}
+		opts.Cluster = server.ClusterOpts{Name: e.ClusterName, Host: host, Port: port}
+		for _, r := range e.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, "", fmt.Errorf("%w: route %q: %w", ErrConfig, r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("stream: embedded server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, "", errors.New("stream: embedded server did not start in 10 s")
+	}
+	return ns, tmp, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// ClientURL is the embedded server's client URL ("" when it has no port).
+func (b *Bus) ClientURL() string {
+	if b.Server == nil || b.Server.Addr() == nil {
+		return ""
+	}
+	return b.Server.ClientURL()
+}
+
+// Close drains the connection and stops the embedded server, if any.
+func (b *Bus) Close() {
+	if b.NC != nil {
+		if err := b.NC.Drain(); err == nil {
+			select {
+			case <-b.closed:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		b.NC.Close()
+	}
+	b.shutdownServer()
+}
+
+func (b *Bus) shutdownServer() {
+	if b.Server != nil {
+		b.Server.Shutdown()
+		b.Server.WaitForShutdown()
+	}
+	if b.tempDir != "" {
+		_ = os.RemoveAll(b.tempDir)
+	}
+}
+
+// Prefix is the subject prefix.
+func (b *Bus) Prefix() string { return b.prefix }
+
+// Replicas is the replica count for streams and buckets.
+func (b *Bus) Replicas() int { return b.replicas }
+
+// ServerID is this process's server id.
+func (b *Bus) ServerID() string { return b.id }
+
+// Name returns a stream or bucket name under the prefix: "nopal_servers".
+// JetStream names cannot hold dots, so the prefix's dots become underscores.
+func (b *Bus) Name(name string) string {
+	return strings.ReplaceAll(b.prefix, ".", "_") + "_" + name
+}
+
+// Subject joins tokens under the prefix.
+func (b *Bus) Subject(tokens ...string) string {
+	return b.prefix + "." + strings.Join(tokens, ".")
+}
+
+// RPCSubject is the subject of calls to any server of a route's type
+// (route = svtype.component.method).
+func (b *Bus) RPCSubject(route string) string { return b.prefix + ".rpc." + route }
+
+// RPCTypeWildcard matches every call to servers of type svType.
+func (b *Bus) RPCTypeWildcard(svType string) string { return b.prefix + ".rpc." + svType + ".>" }
+
+// ServerSubject is a subject of one server: kind is "rpc", "push", "kick"
+// or "sess".
+func (b *Bus) ServerSubject(serverID, kind string) string {
+	return b.prefix + ".srv." + serverID + "." + kind
+}
+
+// ReplyPrefix is this process's inbox prefix.
+func (b *Bus) ReplyPrefix() string { return b.prefix + ".reply." + b.id }
+
+// Connected reports whether the connection to NATS is up.
+func (b *Bus) Connected() bool { return b.NC != nil && b.NC.IsConnected() }
+
+// KV creates or updates a key-value bucket (name gets the prefix, replicas
+// the bus's count) and returns it.
+func (b *Bus) KV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	cfg.Bucket = b.Name(cfg.Bucket)
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stream: bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// Stream creates or updates a stream (name gets the prefix, replicas the
+// bus's count) and returns it.
+func (b *Bus) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	cfg.Name = b.Name(cfg.Name)
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	s, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stream: stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+func validToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
+}
+
+func validSubject(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, t := range strings.Split(s, ".") {
+		if !validToken(t) {
+			return false
+		}
+	}
+	return true
+}
+
+func redact(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
+}
