@@ -45,6 +45,10 @@ type Config struct {
 
 	// Embedded configures the embedded server used when URL is empty.
 	Embedded Embedded
+	// InProcess, when set, connects in-process to this already running
+	// server (another Bus's embedded one) instead of URL or Embedded; the
+	// Bus does not shut it down.
+	InProcess *server.Server
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 	// OnDisconnect and OnReconnect, when set, are called as the
@@ -83,7 +87,12 @@ type Bus struct {
 	log      *slog.Logger
 	tempDir  string
 	closed   chan struct{} // closed by NATS when the connection is closed
+	inProc   bool
 }
+
+// InProcess reports whether the connection is in-process (to an embedded
+// server) rather than over TCP.
+func (b *Bus) InProcess() bool { return b.inProc }
 
 func (c *Config) defaults() error {
 	if c.Prefix == "" {
@@ -126,6 +135,9 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // closed on purpose
+			}
 			b.log.Warn("bus disconnected", "err", err)
 			if cfg.OnDisconnect != nil {
 				cfg.OnDisconnect(err)
@@ -151,7 +163,14 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		}),
 	}
 	url := cfg.URL
-	if url == "" {
+	b.inProc = cfg.InProcess != nil || url == ""
+	if cfg.InProcess != nil {
+		url = ""
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
+		if cfg.Embedded.User != "" {
+			opts = append(opts, nats.UserInfo(cfg.Embedded.User, cfg.Embedded.Password))
+		}
+	} else if url == "" {
 		ns, tmp, err := startEmbedded(cfg)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,342 @@
+package stream
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+)
+
+// Filter selects the records Replay reports. Zero fields select everything.
+type Filter struct {
+	// Since and Until bound the record time: Since <= t < Until (zero:
+	// unbounded).
+	Since, Until time.Time
+	// Route selects records whose route equals it or starts with it and a
+	// '.': "room" matches "room.room.join", "room.room" too; "roo" does
+	// not. Replies have the route their recorder put in the Nopal-Route
+	// header or, failing that, the route of their call when Replay saw it.
+	Route string
+	// UID selects calls whose session has this uid, replies to them,
+	// pushes and kicks naming it, and session ops for it.
+	UID string
+	// Server selects records made by this server or whose subject names
+	// it (<p>.srv.<id>.… and <p>.reply.<id>.…).
+	Server string
+	// Follow keeps tailing the log after the stored records, until ctx
+	// ends.
+	Follow bool
+}
+
+// Entry kinds.
+const (
+	KindCall    = "call"
+	KindReply   = "reply"
+	KindPush    = "push"
+	KindKick    = "kick"
+	KindSession = "session"
+	KindOther   = "other"
+)
+
+// Entry is one decoded record of the traffic log.
+type Entry struct {
+	Time     time.Time `json:"time"`
+	Kind     string    `json:"kind"` // KindCall, KindReply, ...
+	Subject  string    `json:"subject"`
+	Reply    string    `json:"reply,omitempty"`
+	Route    string    `json:"route,omitempty"`
+	CallKind string    `json:"call_kind,omitempty"` // "sys" or "user"
+	UID      string    `json:"uid,omitempty"`
+	UIDs     []string  `json:"uids,omitempty"`
+	Session  int64     `json:"session,omitempty"`
+	Frontend string    `json:"frontend,omitempty"`
+	Source   string    `json:"source,omitempty"`
+	Recorder string    `json:"recorder"`
+	// Payload is the message's payload (a call's, reply's or push's, a
+	// session op's data) as JSON when it is JSON, else a JSON string of
+	// its base64.
+	Payload json.RawMessage   `json:"payload,omitempty"`
+	Error   *ErrorInfoJSON    `json:"error,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// ErrorInfoJSON is the error a reply carries.
+type ErrorInfoJSON struct {
+	Code     string            `json:"code"`
+	Msg      string            `json:"msg,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// replaySlack is how far before Filter.Since Replay starts reading: a
+// record is made before its batch reaches the stream, but the recording
+// server's clock may run ahead of the NATS server's. Likewise Replay stops
+// reading once a batch is stamped later than Filter.Until plus this.
+const replaySlack = time.Minute
+
+// maxPendingCalls bounds the calls Replay remembers to give their replies
+// a uid and route.
+const maxPendingCalls = 1 << 16
+
+// Replay reads the traffic log in stream order (each recorder's records in
+// the order they were recorded; records of different recorders interleave
+// by batch) and calls each for every record that f selects, decoded by its subject under the bus's prefix:
+//
+//	<p>.rpc.…, <p>.srv.<id>.rpc   a Call
+//	<p>.reply.…                   a Reply (route from the Nopal-Route header)
+//	<p>.srv.<id>.push             a Push
+//	<p>.srv.<id>.kick             a Kick
+//	<p>.srv.<id>.sess             a SessionOp
+//
+// anything else is KindOther with its data as payload. Without f.Follow,
+// Replay returns nil once it has read what the log held when it started;
+// with f.Follow it keeps reading new records until ctx ends and returns
+// ctx's error. An error from each stops Replay and is returned.
+func Replay(ctx context.Context, bus *Bus, f Filter, each func(Entry) error) error {
+	if each == nil {
+		return errors.New("stream: Replay: nil callback")
+	}
+	name := bus.Name(TrafficStream)
+	s, err := bus.JS.Stream(ctx, name)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("stream: no traffic log (stream %s): %w", name, err)
+		}
+		return fmt.Errorf("stream: stream %s: %w", name, err)
+	}
+	state := s.CachedInfo().State
+	last := state.LastSeq
+	if !f.Follow && state.Msgs == 0 {
+		return nil
+	}
+
+	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute}
+	if !f.Since.IsZero() {
+		start := f.Since.Add(-replaySlack)
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &start
+	}
+	cons, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("stream: replay consumer: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("stream: replay consumer: %w", err)
+	}
+	defer func() {
+		it.Stop()
+		if ci := cons.CachedInfo(); ci != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = bus.JS.DeleteConsumer(dctx, name, ci.Name)
+			cancel()
+		}
+	}()
+	if ci := cons.CachedInfo(); !f.Follow && ci != nil && ci.NumPending == 0 {
+		return nil // nothing stored from the start position on
+	}
+
+	f.Route = strings.TrimSuffix(f.Route, ".")
+	d := decoder{prefix: bus.Prefix() + ".", calls: make(map[string]callRef)}
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("stream: replay: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("stream: replay: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		if !f.Follow && seq > last {
+			return nil
+		}
+		if !f.Until.IsZero() && meta.Timestamp.After(f.Until.Add(replaySlack)) {
+			return nil
+		}
+		var tb TrafficBatch
+		if err := proto.Unmarshal(msg.Data(), &tb); err != nil {
+			bus.log.Warn("traffic replay: undecodable batch", "seq", seq, "subject", msg.Subject(), "err", err)
+		}
+		for _, rec := range tb.Records {
+			e, server := d.decode(rec)
+			if !f.match(&e, server) {
+				continue
+			}
+			if err := each(e); err != nil {
+				return err
+			}
+		}
+		if !f.Follow && (seq >= last || meta.NumPending == 0) {
+			return nil
+		}
+	}
+}
+
+func (f *Filter) match(e *Entry, subjectServer string) bool {
+	switch {
+	case !f.Since.IsZero() && e.Time.Before(f.Since):
+		return false
+	case !f.Until.IsZero() && !e.Time.Before(f.Until):
+		return false
+	case f.Route != "" && e.Route != f.Route && !(strings.HasPrefix(e.Route, f.Route) && e.Route[len(f.Route)] == '.'):
+		return false
+	case f.UID != "" && e.UID != f.UID && !slices.Contains(e.UIDs, f.UID):
+		return false
+	case f.Server != "" && e.Recorder != f.Server && subjectServer != f.Server:
+		return false
+	}
+	return true
+}
+
+// decoder turns records into entries; it remembers calls by their reply
+// subject to give each reply its call's uid, session and route.
+type decoder struct {
+	prefix string // "<p>."
+	calls  map[string]callRef
+}
+
+type callRef struct {
+	route, uid, frontend, source string
+	session                      int64
+}
+
+// decode returns the entry and the server id named by the subject, if any.
+func (d *decoder) decode(rec *TrafficRecord) (Entry, string) {
+	e := Entry{
+		Time:     time.Unix(0, rec.GetUnixNano()),
+		Kind:     KindOther,
+		Subject:  rec.GetSubject(),
+		Reply:    rec.GetReply(),
+		Recorder: rec.GetServerId(),
+	}
+	if len(rec.GetHeaders()) > 0 {
+		e.Headers = rec.GetHeaders()
+	}
+	data := rec.GetData()
+	rest, ok := strings.CutPrefix(e.Subject, d.prefix)
+	if !ok {
+		e.Payload = payloadJSON(data)
+		return e, ""
+	}
+	head, rest, _ := strings.Cut(rest, ".")
+	switch head {
+	case "rpc":
+		d.call(&e, data, rest)
+		return e, ""
+	case "reply":
+		server, _, _ := strings.Cut(rest, ".")
+		d.reply(&e, data)
+		return e, server
+	case "srv":
+		server, kind, _ := strings.Cut(rest, ".")
+		switch kind {
+		case "rpc":
+			d.call(&e, data, "")
+		case "push":
+			e.Kind, e.Frontend = KindPush, server
+			var p Push
+			if proto.Unmarshal(data, &p) != nil {
+				e.Payload = payloadJSON(data)
+				break
+			}
+			e.Route, e.UIDs, e.Payload = p.GetRoute(), p.GetUids(), payloadJSON(p.GetPayload())
+		case "kick":
+			e.Kind, e.Frontend = KindKick, server
+			var k Kick
+			if proto.Unmarshal(data, &k) != nil {
+				e.Payload = payloadJSON(data)
+				break
+			}
+			e.UIDs, e.Session = k.GetUids(), k.GetSessionId()
+		case "sess":
+			e.Kind, e.Frontend = KindSession, server
+			var op SessionOp
+			if proto.Unmarshal(data, &op) != nil {
+				e.Payload = payloadJSON(data)
+				break
+			}
+			e.Session, e.UID = op.GetSessionId(), op.GetUid()
+			if op.GetSetData() {
+				e.Payload = payloadJSON(op.GetData())
+			}
+		default:
+			e.Payload = payloadJSON(data)
+		}
+		return e, server
+	}
+	e.Payload = payloadJSON(data)
+	return e, ""
+}
+
+func (d *decoder) call(e *Entry, data []byte, subjectRoute string) {
+	e.Kind, e.Route = KindCall, subjectRoute
+	var c Call
+	if proto.Unmarshal(data, &c) != nil {
+		e.Payload = payloadJSON(data)
+		return
+	}
+	if c.GetRoute() != "" {
+		e.Route = c.GetRoute()
+	}
+	e.CallKind = "sys"
+	if c.GetKind() == CallKind_CALL_KIND_USER {
+		e.CallKind = "user"
+	}
+	if s := c.GetSession(); s != nil {
+		e.UID, e.Session = s.GetUid(), s.GetId()
+	}
+	e.Frontend, e.Source = c.GetFrontendId(), c.GetSourceId()
+	e.Payload = payloadJSON(c.GetPayload())
+	if e.Reply != "" {
+		if len(d.calls) >= maxPendingCalls {
+			clear(d.calls) // replies never recorded: forget them all
+		}
+		d.calls[e.Reply] = callRef{route: e.Route, uid: e.UID, session: e.Session, frontend: e.Frontend, source: e.Source}
+	}
+}
+
+func (d *decoder) reply(e *Entry, data []byte) {
+	e.Kind = KindReply
+	e.Route = e.Headers[RouteHeader]
+	if c, ok := d.calls[e.Subject]; ok {
+		delete(d.calls, e.Subject)
+		if e.Route == "" {
+			e.Route = c.route
+		}
+		e.UID, e.Session, e.Frontend, e.Source = c.uid, c.session, c.frontend, c.source
+	}
+	var r Reply
+	if proto.Unmarshal(data, &r) != nil {
+		e.Payload = payloadJSON(data)
+		return
+	}
+	e.Payload = payloadJSON(r.GetPayload())
+	if ei := r.GetError(); ei != nil {
+		e.Error = &ErrorInfoJSON{Code: ei.GetCode(), Msg: ei.GetMsg(), Metadata: ei.GetMetadata()}
+	}
+}
+
+// payloadJSON is p itself when it is JSON, else a JSON string of its
+// base64; nil when p is empty.
+func payloadJSON(p []byte) json.RawMessage {
+	if len(p) == 0 {
+		return nil
+	}
+	if json.Valid(p) {
+		return json.RawMessage(p)
+	}
+	s := make([]byte, 0, base64.StdEncoding.EncodedLen(len(p))+2)
+	s = append(s, '"')
+	s = base64.StdEncoding.AppendEncode(s, p)
+	return append(s, '"')
+}

@@ -1,0 +1,279 @@
+package stream_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nopal-dev/nopal/stream"
+	"google.golang.org/protobuf/proto"
+)
+
+func mustMarshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// exchange is a recorded exchange between frontend fe1 and room server
+// room-1, with the entries Replay should decode from it.
+type exchange struct {
+	fe, room *stream.Bus
+	// t1 separates the first records from the rest; end follows them all.
+	t1, end time.Time
+	want    []stream.Entry
+}
+
+// recordExchange records, on fe1: a client request to room.room.join and
+// its reply, a push and a kick; then (after t1) a user RPC to room-1 and
+// its error reply, a session op and a message outside the prefix; then, on
+// room-1, a push to fe1.
+func recordExchange(t *testing.T) *exchange {
+	t.Helper()
+	fe := connect(t, stream.Config{ServerID: "fe1", Embedded: stream.Embedded{Listen: "127.0.0.1:0"}})
+	room := connect(t, stream.Config{ServerID: "room-1", URL: fe.ClientURL()})
+	x := &exchange{fe: fe, room: room}
+
+	recFE := newRecorder(t, fe, stream.RecorderConfig{})
+	reply1 := fe.ReplyPrefix() + ".Ab12Cd.1"
+	call1 := mustMarshal(t, &stream.Call{
+		Kind:       stream.CallKind_CALL_KIND_SYS,
+		Route:      "room.room.join",
+		Payload:    []byte(`{"a":1}`),
+		Session:    &stream.SessionSnapshot{Id: 7, Uid: "u1", Data: []byte(`{}`)},
+		FrontendId: "fe1",
+		RequestId:  1,
+		SourceId:   "fe1",
+	})
+	recFE.Record(fe.RPCSubject("room.room.join"), reply1, nil, call1)
+	// A nats.Header is a map[string][]string: a frontend passes its own.
+	recFE.Record(reply1, "", nats.Header{stream.RouteHeader: {"room.room.join"}},
+		mustMarshal(t, &stream.Reply{Payload: []byte(`{"ok":true}`)}))
+	recFE.Record(fe.ServerSubject("fe1", "push"), "", nil,
+		mustMarshal(t, &stream.Push{Uids: []string{"u1", "u2"}, Route: "onJoin", Payload: []byte(`{"who":"u1"}`)}))
+	recFE.Record(fe.ServerSubject("fe1", "kick"), "", nil,
+		mustMarshal(t, &stream.Kick{Uids: []string{"u2"}, SessionId: 9}))
+
+	x.t1 = time.Now()
+	reply2 := fe.ReplyPrefix() + ".Ab12Cd.2"
+	recFE.Record(fe.ServerSubject("room-1", "rpc"), reply2, nil, mustMarshal(t, &stream.Call{
+		Kind:       stream.CallKind_CALL_KIND_USER,
+		Route:      "room.room.leave",
+		Payload:    []byte{0xff, 0x00},
+		Session:    &stream.SessionSnapshot{Id: 9, Uid: "u2"},
+		FrontendId: "fe1",
+		SourceId:   "fe1",
+	}))
+	// No Nopal-Route header: the reply gets its call's route from Replay.
+	recFE.Record(reply2, "", nil, mustMarshal(t, &stream.Reply{
+		Error: &stream.ErrorInfo{Code: "E_NOT_IN_ROOM", Msg: "not in room", Metadata: map[string]string{"room": "r9"}},
+	}))
+	recFE.Record(fe.ServerSubject("fe1", "sess"), "", nil,
+		mustMarshal(t, &stream.SessionOp{SessionId: 7, Uid: "u1", SetData: true, Data: []byte(`{"lvl":2}`)}))
+	recFE.Record("elsewhere.thing", "", nil, []byte("hi\x00"))
+	closeRecorder(t, recFE)
+	if recFE.Recorded() != 8 || recFE.Dropped() != 0 {
+		t.Fatalf("fe1 recorded %d dropped %d", recFE.Recorded(), recFE.Dropped())
+	}
+
+	recRoom := newRecorder(t, room, stream.RecorderConfig{})
+	recRoom.Record(room.ServerSubject("fe1", "push"), "", nil,
+		mustMarshal(t, &stream.Push{Uids: []string{"u1"}, Route: "room.onMessage", Payload: []byte(`{"m":"hey"}`)}))
+	closeRecorder(t, recRoom)
+	x.end = time.Now()
+
+	x.want = []stream.Entry{
+		{Kind: "call", Subject: "nopal.rpc.room.room.join", Reply: reply1, Route: "room.room.join", CallKind: "sys",
+			UID: "u1", Session: 7, Frontend: "fe1", Source: "fe1", Recorder: "fe1", Payload: json.RawMessage(`{"a":1}`)},
+		{Kind: "reply", Subject: reply1, Route: "room.room.join", UID: "u1", Session: 7, Frontend: "fe1", Source: "fe1",
+			Recorder: "fe1", Payload: json.RawMessage(`{"ok":true}`), Headers: map[string]string{"Nopal-Route": "room.room.join"}},
+		{Kind: "push", Subject: "nopal.srv.fe1.push", Route: "onJoin", UIDs: []string{"u1", "u2"}, Frontend: "fe1",
+			Recorder: "fe1", Payload: json.RawMessage(`{"who":"u1"}`)},
+		{Kind: "kick", Subject: "nopal.srv.fe1.kick", UIDs: []string{"u2"}, Session: 9, Frontend: "fe1", Recorder: "fe1"},
+		{Kind: "call", Subject: "nopal.srv.room-1.rpc", Reply: reply2, Route: "room.room.leave", CallKind: "user",
+			UID: "u2", Session: 9, Frontend: "fe1", Source: "fe1", Recorder: "fe1", Payload: json.RawMessage(`"/wA="`)},
+		{Kind: "reply", Subject: reply2, Route: "room.room.leave", UID: "u2", Session: 9, Frontend: "fe1", Source: "fe1",
+			Recorder: "fe1", Error: &stream.ErrorInfoJSON{Code: "E_NOT_IN_ROOM", Msg: "not in room", Metadata: map[string]string{"room": "r9"}}},
+		{Kind: "session", Subject: "nopal.srv.fe1.sess", UID: "u1", Session: 7, Frontend: "fe1", Recorder: "fe1",
+			Payload: json.RawMessage(`{"lvl":2}`)},
+		{Kind: "other", Subject: "elsewhere.thing", Recorder: "fe1", Payload: json.RawMessage(`"aGkA"`)},
+		{Kind: "push", Subject: "nopal.srv.fe1.push", Route: "room.onMessage", UIDs: []string{"u1"}, Frontend: "fe1",
+			Recorder: "room-1", Payload: json.RawMessage(`{"m":"hey"}`)},
+	}
+	return x
+}
+
+// entryName names an entry of the exchange.
+func entryName(e stream.Entry) string {
+	return e.Kind + " " + e.Subject + " by " + e.Recorder
+}
+
+func entryNames(es []stream.Entry) []string {
+	names := make([]string, len(es))
+	for i, e := range es {
+		names[i] = entryName(e)
+	}
+	return names
+}
+
+func TestReplayDecodesExchange(t *testing.T) {
+	x := recordExchange(t)
+	got := replayAll(t, x.fe, stream.Filter{})
+	if len(got) != len(x.want) {
+		t.Fatalf("replayed %d entries, want %d:\n%s", len(got), len(x.want), strings.Join(entryNames(got), "\n"))
+	}
+	prev := time.Time{}
+	for i, e := range got {
+		if e.Time.Before(prev) || e.Time.After(x.end) {
+			t.Errorf("entry %d time %v out of order or after the end", i, e.Time)
+		}
+		prev = e.Time
+		e.Time = time.Time{}
+		if !reflect.DeepEqual(e, x.want[i]) {
+			t.Errorf("entry %d:\n got %+v\nwant %+v", i, e, x.want[i])
+		}
+	}
+	// The JSON form keeps JSON payloads as they are.
+	j, err := json.Marshal(got[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(j), `"payload":{"a":1}`) || !strings.Contains(string(j), `"call_kind":"sys"`) {
+		t.Fatalf("json %s", j)
+	}
+}
+
+func TestReplayFilters(t *testing.T) {
+	x := recordExchange(t)
+	all := entryNames(x.want)
+	pick := func(idx ...int) []string {
+		out := []string{}
+		for _, i := range idx {
+			out = append(out, all[i])
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		f    stream.Filter
+		want []string
+	}{
+		{"everything", stream.Filter{}, pick(0, 1, 2, 3, 4, 5, 6, 7, 8)},
+		{"route prefix", stream.Filter{Route: "room"}, pick(0, 1, 4, 5, 8)},
+		{"route prefix with dot", stream.Filter{Route: "room.room."}, pick(0, 1, 4, 5)},
+		{"route exact", stream.Filter{Route: "room.room.join"}, pick(0, 1)},
+		{"route partial token", stream.Filter{Route: "room.room.jo"}, pick()},
+		{"push route", stream.Filter{Route: "onJoin"}, pick(2)},
+		{"uid u1", stream.Filter{UID: "u1"}, pick(0, 1, 2, 6, 8)},
+		{"uid u2", stream.Filter{UID: "u2"}, pick(2, 3, 4, 5)},
+		{"uid unknown", stream.Filter{UID: "u3"}, pick()},
+		{"server in subject or recorder", stream.Filter{Server: "room-1"}, pick(4, 8)},
+		{"server fe1", stream.Filter{Server: "fe1"}, pick(0, 1, 2, 3, 4, 5, 6, 7, 8)},
+		{"server unknown", stream.Filter{Server: "fe2"}, pick()},
+		{"since", stream.Filter{Since: x.t1}, pick(4, 5, 6, 7, 8)},
+		{"until", stream.Filter{Until: x.t1}, pick(0, 1, 2, 3)},
+		{"since and until", stream.Filter{Since: x.t1, Until: x.end}, pick(4, 5, 6, 7, 8)},
+		{"after the end", stream.Filter{Since: x.end}, pick()},
+		{"before the start", stream.Filter{Until: x.t1.Add(-time.Hour)}, pick()},
+		{"since, route and uid", stream.Filter{Since: x.t1, Route: "room", UID: "u2"}, pick(4, 5)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := entryNames(replayAll(t, x.fe, tc.f))
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Fatalf("got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
+
+func TestReplayEmptyAndMissing(t *testing.T) {
+	b := connect(t, stream.Config{ServerID: "fe1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	never := func(stream.Entry) error { return errors.New("unexpected entry") }
+	if err := stream.Replay(ctx, b, stream.Filter{}, never); err == nil {
+		t.Fatal("replay without a traffic stream: no error")
+	}
+	newRecorder(t, b, stream.RecorderConfig{}) // provisions the stream
+	if err := stream.Replay(ctx, b, stream.Filter{}, never); err != nil {
+		t.Fatalf("replay of an empty log: %v", err)
+	}
+}
+
+func TestReplayStopsOnCallbackError(t *testing.T) {
+	b := connect(t, stream.Config{ServerID: "fe1"})
+	r := newRecorder(t, b, stream.RecorderConfig{})
+	for i := range 10 {
+		r.Record("other", "", nil, fmt.Appendf(nil, "%d", i))
+	}
+	closeRecorder(t, r)
+	stop := errors.New("enough")
+	n := 0
+	err := stream.Replay(context.Background(), b, stream.Filter{}, func(stream.Entry) error {
+		n++
+		if n == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 3 {
+		t.Fatalf("err %v after %d entries", err, n)
+	}
+}
+
+func TestReplayFollow(t *testing.T) {
+	b := connect(t, stream.Config{ServerID: "fe1"})
+	r := newRecorder(t, b, stream.RecorderConfig{})
+	r.Record(b.ServerSubject("fe1", "kick"), "", nil, mustMarshal(t, &stream.Kick{Uids: []string{"before"}}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	entries := make(chan stream.Entry)
+	done := make(chan error, 1)
+	go func() {
+		done <- stream.Replay(ctx, b, stream.Filter{Follow: true, Route: "", UID: ""}, func(e stream.Entry) error {
+			select {
+			case entries <- e:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	await := func(uid string) {
+		t.Helper()
+		select {
+		case e := <-entries:
+			if len(e.UIDs) != 1 || e.UIDs[0] != uid {
+				t.Fatalf("entry %+v, want a kick of %s", e, uid)
+			}
+		case err := <-done:
+			t.Fatalf("replay ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no entry for %s", uid)
+		}
+	}
+	await("before")
+	// Replay is running: this record is made after it started.
+	r.Record(b.ServerSubject("fe1", "kick"), "", nil, mustMarshal(t, &stream.Kick{Uids: []string{"after"}}))
+	await("after")
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("follow ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not end with its context")
+	}
+}
