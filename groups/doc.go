@@ -1,14 +1,15 @@
 // Package groups keeps named groups of users (by uid) and pushes messages to
 // their members, like Pitaya's groups.
 //
-// It owns the group abstraction, [Service], and its single-server
-// implementation, [Memory]. A cluster implementation (on a NATS JetStream KV
-// bucket) will implement the same interface elsewhere, so application code
-// depends on Service only. The package does not own delivery: pushing to
-// users is the [Pusher]'s job (the app), which serializes a message once and
-// encodes one packet for all recipients, and reports the uids it could not
-// reach. Broadcast and Multicast therefore make one PushToUsers call per
-// message, never one per member.
+// It owns the group abstraction, [Service], and its two implementations:
+// [Memory], for a single server, and [Cluster], whose groups live in a NATS
+// JetStream KV bucket shared by every node (see [Cluster] for the storage
+// layout). They follow the same rules and return the same errors, so
+// application code depends on Service only. The package does not own
+// delivery: pushing to users is the [Pusher]'s job (the app), which
+// serializes a message once and encodes one packet for all recipients, and
+// reports the uids it could not reach. Broadcast and Multicast therefore
+// make one PushToUsers call per message, never one per member.
 //
 // # Errors
 //
@@ -42,4 +43,11 @@
 // added or removed during a broadcast may or may not receive it. Members sorts
 // its copy after releasing the lock; Broadcast does not sort at all (the
 // Pusher gets uids in no particular order).
+//
+// Cluster keeps no state between calls: every call reads the bucket, so
+// nodes see each other's changes at once. Its Broadcast and Multicast read
+// the member list once and make one PushToUsers call too; in a cluster the
+// app's Pusher sends one bus message per frontend carrying its uids. Its
+// sweeper, [Cluster.Start], deletes the keys of expired groups and may run on
+// every node.
 package groups

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/nopal-dev/nopal/groups"
+	"github.com/nopal-dev/nopal/stream"
 )
 
 // printPusher is a Pusher that prints what it would send. A real one
@@ -93,4 +95,38 @@ func ExampleMemory_Start() {
 	cancel()
 	fmt.Println(<-done)
 	// Output: context canceled
+}
+
+// Every node of a cluster creates its own Cluster on its bus; they all see the
+// same groups. Here the bus starts an embedded NATS server (no URL), as a
+// single node does.
+func ExampleNewCluster() {
+	ctx := context.Background()
+	bus, err := stream.Connect(ctx, stream.Config{ServerID: "node1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	defer bus.Close()
+
+	g, err := groups.NewCluster(ctx, bus, printPusher{})
+	if err != nil {
+		panic(err)
+	}
+	sweeping, stop := context.WithCancel(ctx)
+	defer stop()         // before bus.Close
+	go g.Start(sweeping) // deletes expired groups; harmless on every node
+
+	if err := g.CreateWithTTL(ctx, "match1", time.Hour); err != nil {
+		panic(err)
+	}
+	for _, uid := range []string{"bob", "alice"} {
+		if err := g.Add(ctx, "match1", uid); err != nil {
+			panic(err)
+		}
+	}
+	_, _ = g.Broadcast(ctx, "match1", "match.onStart", "go")
+	fmt.Println(g.Create(ctx, "match1"))
+	// Output:
+	// push match.onStart go to [alice bob]
+	// groups: "match1": group already exists
 }

@@ -78,14 +78,61 @@ func newTestMemory(t *testing.T) (*Memory, *fakeClock, *recordingPusher) {
 	return NewMemory(p, WithClock(clock.Now)), clock, p
 }
 
+// env is one implementation of Service under test, on a fake clock, with a
+// recording pusher. The behavioural tests below run against every
+// implementation listed in services.
+type env struct {
+	Service
+	clock  *fakeClock
+	pusher *recordingPusher
+	// sweep removes from storage the groups expired at now and returns how
+	// many it removed.
+	sweep func(now time.Time) int
+	// stored returns the names of the groups in storage, expired or not,
+	// sorted.
+	stored func() []string
+}
+
+// newEnvFunc returns a new, empty Service; each call is independent of the
+// others.
+type newEnvFunc func(t *testing.T) *env
+
+// services are the implementations the behavioural tests run against;
+// newClusterEnv is in cluster_test.go.
+var services = []struct {
+	name   string
+	newEnv newEnvFunc
+}{
+	{"Memory", newMemoryEnv},
+	{"Cluster", newClusterEnv},
+}
+
+// eachService runs f once per implementation, in a subtest named after it.
+func eachService(t *testing.T, f func(t *testing.T, newEnv newEnvFunc)) {
+	for _, svc := range services {
+		t.Run(svc.name, func(t *testing.T) { f(t, svc.newEnv) })
+	}
+}
+
+func newMemoryEnv(t *testing.T) *env {
+	m, clock, p := newTestMemory(t)
+	return &env{
+		Service: m,
+		clock:   clock,
+		pusher:  p,
+		sweep:   m.Sweep,
+		stored:  func() []string { return stored(m) },
+	}
+}
+
 // mustCreate creates a group, with a TTL if ttl > 0, or fails the test.
-func mustCreate(t *testing.T, m *Memory, name string, ttl time.Duration) {
+func mustCreate(t *testing.T, s Service, name string, ttl time.Duration) {
 	t.Helper()
 	var err error
 	if ttl > 0 {
-		err = m.CreateWithTTL(t.Context(), name, ttl)
+		err = s.CreateWithTTL(t.Context(), name, ttl)
 	} else {
-		err = m.Create(t.Context(), name)
+		err = s.Create(t.Context(), name)
 	}
 	if err != nil {
 		t.Fatalf("create %q: %v", name, err)
@@ -93,10 +140,10 @@ func mustCreate(t *testing.T, m *Memory, name string, ttl time.Duration) {
 }
 
 // mustAdd adds uids to a group or fails the test.
-func mustAdd(t *testing.T, m *Memory, name string, uids ...string) {
+func mustAdd(t *testing.T, s Service, name string, uids ...string) {
 	t.Helper()
 	for _, uid := range uids {
-		if err := m.Add(t.Context(), name, uid); err != nil {
+		if err := s.Add(t.Context(), name, uid); err != nil {
 			t.Fatalf("Add(%q, %q): %v", name, uid, err)
 		}
 	}
@@ -115,9 +162,9 @@ func checkErr(t *testing.T, what string, err, want error) {
 
 // checkMembers fails the test unless the group's members are exactly want
 // (sorted).
-func checkMembers(t *testing.T, m *Memory, name string, want ...string) {
+func checkMembers(t *testing.T, s Service, name string, want ...string) {
 	t.Helper()
-	got, err := m.Members(t.Context(), name)
+	got, err := s.Members(t.Context(), name)
 	if err != nil {
 		t.Fatalf("Members(%q): %v", name, err)
 	}
@@ -173,41 +220,47 @@ func checkAllNotFound(t *testing.T, s Service, name string) {
 }
 
 func TestGroupNotFound(t *testing.T) {
-	m, _, p := newTestMemory(t)
-	checkAllNotFound(t, m, gone)
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		checkAllNotFound(t, s, gone)
 
-	mustCreate(t, m, "deleted", 0)
-	if err := m.Delete(t.Context(), "deleted"); err != nil {
-		t.Fatal(err)
-	}
-	checkAllNotFound(t, m, "deleted")
-	checkPushes(t, p)
+		mustCreate(t, s, "deleted", 0)
+		if err := s.Delete(t.Context(), "deleted"); err != nil {
+			t.Fatal(err)
+		}
+		checkAllNotFound(t, s, "deleted")
+		checkPushes(t, s.pusher)
+	})
 }
 
 func TestErrorMessageNamesGroup(t *testing.T) {
-	m, _, _ := newTestMemory(t)
-	err := m.Add(t.Context(), "lobby", "u1")
-	if got, want := fmt.Sprint(err), `groups: "lobby": group not found`; got != want {
-		t.Errorf("error = %q, want %q", got, want)
-	}
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		err := s.Add(t.Context(), "lobby", "u1")
+		if got, want := fmt.Sprint(err), `groups: "lobby": group not found`; got != want {
+			t.Errorf("error = %q, want %q", got, want)
+		}
+	})
 }
 
 func TestDoneContext(t *testing.T) {
-	m, _, p := newTestMemory(t)
-	mustCreate(t, m, "g", time.Minute)
-	mustAdd(t, m, "g", "u1")
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "g", time.Minute)
+		mustAdd(t, s, "g", "u1")
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
 
-	errs := everyMethod(ctx, m, "g")
-	errs["Create"] = m.Create(ctx, "new")
-	errs["CreateWithTTL"] = m.CreateWithTTL(ctx, "new", time.Minute)
-	for method, err := range errs {
-		checkErr(t, method, err, context.Canceled)
-	}
-	checkMembers(t, m, "g", "u1") // nothing changed
-	checkAllNotFound(t, m, "new")
-	checkPushes(t, p)
+		errs := everyMethod(ctx, s, "g")
+		errs["Create"] = s.Create(ctx, "new")
+		errs["CreateWithTTL"] = s.CreateWithTTL(ctx, "new", time.Minute)
+		for method, err := range errs {
+			checkErr(t, method, err, context.Canceled)
+		}
+		checkMembers(t, s, "g", "u1") // nothing changed
+		checkAllNotFound(t, s, "new")
+		checkPushes(t, s.pusher)
+	})
 }
 
 func TestCreate(t *testing.T) {
@@ -224,184 +277,202 @@ func TestCreate(t *testing.T) {
 		{"exists with TTL", time.Minute, 0, ErrGroupAlreadyExists},
 		{"negative TTL", -1, -time.Second, ErrInvalidTTL},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m, _, _ := newTestMemory(t)
-			if tt.exists >= 0 {
-				mustCreate(t, m, "g", tt.exists)
-				mustAdd(t, m, "g", "u1")
-			}
-			var err error
-			if tt.ttl != 0 {
-				err = m.CreateWithTTL(t.Context(), "g", tt.ttl)
-			} else {
-				err = m.Create(t.Context(), "g")
-			}
-			checkErr(t, "create", err, tt.wantErr)
-			if tt.exists >= 0 {
-				checkMembers(t, m, "g", "u1") // the existing group is untouched
-			} else if tt.wantErr == nil {
-				checkMembers(t, m, "g")
-			}
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := newEnv(t)
+				if tt.exists >= 0 {
+					mustCreate(t, s, "g", tt.exists)
+					mustAdd(t, s, "g", "u1")
+				}
+				var err error
+				if tt.ttl != 0 {
+					err = s.CreateWithTTL(t.Context(), "g", tt.ttl)
+				} else {
+					err = s.Create(t.Context(), "g")
+				}
+				checkErr(t, "create", err, tt.wantErr)
+				if tt.exists >= 0 {
+					checkMembers(t, s, "g", "u1") // the existing group is untouched
+				} else if tt.wantErr == nil {
+					checkMembers(t, s, "g")
+				}
+			})
+		}
+		t.Run("CreateWithTTL(0)", func(t *testing.T) {
+			s := newEnv(t)
+			checkErr(t, "CreateWithTTL", s.CreateWithTTL(t.Context(), "g", 0), ErrInvalidTTL)
+			checkAllNotFound(t, s, "g")
 		})
-	}
-	t.Run("CreateWithTTL(0)", func(t *testing.T) {
-		m, _, _ := newTestMemory(t)
-		checkErr(t, "CreateWithTTL", m.CreateWithTTL(t.Context(), "g", 0), ErrInvalidTTL)
-		checkAllNotFound(t, m, "g")
 	})
 }
 
 func TestAddRemove(t *testing.T) {
 	tests := []struct {
 		name    string
-		op      func(ctx context.Context, m *Memory) error
+		op      func(ctx context.Context, s Service) error
 		wantErr error
 		want    []string
 	}{
-		{"add", func(ctx context.Context, m *Memory) error { return m.Add(ctx, "g", "c") }, nil, []string{"a", "b", "c"}},
-		{"add existing", func(ctx context.Context, m *Memory) error { return m.Add(ctx, "g", "a") }, ErrMemberAlreadyExists, []string{"a", "b"}},
-		{"remove", func(ctx context.Context, m *Memory) error { return m.Remove(ctx, "g", "a") }, nil, []string{"b"}},
-		{"remove missing", func(ctx context.Context, m *Memory) error { return m.Remove(ctx, "g", "c") }, ErrMemberNotFound, []string{"a", "b"}},
-		{"remove all", func(ctx context.Context, m *Memory) error { return m.RemoveAll(ctx, "g") }, nil, nil},
+		{"add", func(ctx context.Context, s Service) error { return s.Add(ctx, "g", "c") }, nil, []string{"a", "b", "c"}},
+		{"add existing", func(ctx context.Context, s Service) error { return s.Add(ctx, "g", "a") }, ErrMemberAlreadyExists, []string{"a", "b"}},
+		{"remove", func(ctx context.Context, s Service) error { return s.Remove(ctx, "g", "a") }, nil, []string{"b"}},
+		{"remove missing", func(ctx context.Context, s Service) error { return s.Remove(ctx, "g", "c") }, ErrMemberNotFound, []string{"a", "b"}},
+		{"remove all", func(ctx context.Context, s Service) error { return s.RemoveAll(ctx, "g") }, nil, nil},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m, _, _ := newTestMemory(t)
-			mustCreate(t, m, "g", 0)
-			mustAdd(t, m, "g", "b", "a")
-			checkErr(t, tt.name, tt.op(t.Context(), m), tt.wantErr)
-			checkMembers(t, m, "g", tt.want...)
-		})
-	}
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := newEnv(t)
+				mustCreate(t, s, "g", 0)
+				mustAdd(t, s, "g", "b", "a")
+				checkErr(t, tt.name, tt.op(t.Context(), s), tt.wantErr)
+				checkMembers(t, s, "g", tt.want...)
+			})
+		}
+	})
 }
 
 func TestRemoveLastMemberKeepsGroup(t *testing.T) {
-	m, _, _ := newTestMemory(t)
-	mustCreate(t, m, "g", 0)
-	mustAdd(t, m, "g", "a")
-	if err := m.Remove(t.Context(), "g", "a"); err != nil {
-		t.Fatal(err)
-	}
-	checkMembers(t, m, "g")
-	mustAdd(t, m, "g", "a")
-	checkMembers(t, m, "g", "a")
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "g", 0)
+		mustAdd(t, s, "g", "a")
+		if err := s.Remove(t.Context(), "g", "a"); err != nil {
+			t.Fatal(err)
+		}
+		checkMembers(t, s, "g")
+		mustAdd(t, s, "g", "a")
+		checkMembers(t, s, "g", "a")
+	})
 }
 
 func TestMembersContainsCount(t *testing.T) {
-	m, _, _ := newTestMemory(t)
-	mustCreate(t, m, "g", 0)
-	mustCreate(t, m, "empty", 0)
-	mustAdd(t, m, "g", "u3", "u10", "u1", "u2")
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "g", 0)
+		mustCreate(t, s, "empty", 0)
+		mustAdd(t, s, "g", "u3", "u10", "u1", "u2")
 
-	checkMembers(t, m, "g", "u1", "u10", "u2", "u3")
-	checkMembers(t, m, "empty")
+		checkMembers(t, s, "g", "u1", "u10", "u2", "u3")
+		checkMembers(t, s, "empty")
 
-	// Members returns a copy the caller owns.
-	got, _ := m.Members(t.Context(), "g")
-	got[0] = "changed"
-	checkMembers(t, m, "g", "u1", "u10", "u2", "u3")
+		// Members returns a copy the caller owns.
+		got, _ := s.Members(t.Context(), "g")
+		got[0] = "changed"
+		checkMembers(t, s, "g", "u1", "u10", "u2", "u3")
 
-	for _, tt := range []struct {
-		group, uid string
-		want       bool
-	}{
-		{"g", "u1", true},
-		{"g", "u10", true},
-		{"g", "u4", false},
-		{"empty", "u1", false},
-	} {
-		ok, err := m.Contains(t.Context(), tt.group, tt.uid)
-		if err != nil || ok != tt.want {
-			t.Errorf("Contains(%q, %q) = %v, %v; want %v, nil", tt.group, tt.uid, ok, err, tt.want)
+		for _, tt := range []struct {
+			group, uid string
+			want       bool
+		}{
+			{"g", "u1", true},
+			{"g", "u10", true},
+			{"g", "u4", false},
+			{"empty", "u1", false},
+		} {
+			ok, err := s.Contains(t.Context(), tt.group, tt.uid)
+			if err != nil || ok != tt.want {
+				t.Errorf("Contains(%q, %q) = %v, %v; want %v, nil", tt.group, tt.uid, ok, err, tt.want)
+			}
 		}
-	}
-	for _, tt := range []struct {
-		group string
-		want  int
-	}{
-		{"g", 4},
-		{"empty", 0},
-	} {
-		n, err := m.Count(t.Context(), tt.group)
-		if err != nil || n != tt.want {
-			t.Errorf("Count(%q) = %d, %v; want %d, nil", tt.group, n, err, tt.want)
+		for _, tt := range []struct {
+			group string
+			want  int
+		}{
+			{"g", 4},
+			{"empty", 0},
+		} {
+			n, err := s.Count(t.Context(), tt.group)
+			if err != nil || n != tt.want {
+				t.Errorf("Count(%q) = %d, %v; want %d, nil", tt.group, n, err, tt.want)
+			}
 		}
-	}
+	})
 }
 
 func TestDelete(t *testing.T) {
-	m, _, _ := newTestMemory(t)
-	mustCreate(t, m, "g", 0)
-	mustAdd(t, m, "g", "u1")
-	if err := m.Delete(t.Context(), "g"); err != nil {
-		t.Fatal(err)
-	}
-	checkErr(t, "second Delete", m.Delete(t.Context(), "g"), ErrGroupNotFound)
-	// The name can be reused, and the new group starts empty.
-	mustCreate(t, m, "g", 0)
-	checkMembers(t, m, "g")
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "g", 0)
+		mustAdd(t, s, "g", "u1")
+		if err := s.Delete(t.Context(), "g"); err != nil {
+			t.Fatal(err)
+		}
+		checkErr(t, "second Delete", s.Delete(t.Context(), "g"), ErrGroupNotFound)
+		// The name can be reused, and the new group starts empty.
+		mustCreate(t, s, "g", 0)
+		checkMembers(t, s, "g")
+	})
 }
 
 func TestTTLExpiry(t *testing.T) {
-	m, clock, _ := newTestMemory(t)
-	mustCreate(t, m, "ttl", time.Minute)
-	mustCreate(t, m, "forever", 0)
-	mustAdd(t, m, "ttl", "u1")
-	mustAdd(t, m, "forever", "u1")
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "ttl", time.Minute)
+		mustCreate(t, s, "forever", 0)
+		mustAdd(t, s, "ttl", "u1")
+		mustAdd(t, s, "forever", "u1")
 
-	clock.Advance(time.Minute - time.Nanosecond)
-	checkMembers(t, m, "ttl", "u1")
-	// Membership changes do not renew the TTL.
-	mustAdd(t, m, "ttl", "u2")
+		s.clock.Advance(time.Minute - time.Nanosecond)
+		checkMembers(t, s, "ttl", "u1")
+		// Membership changes do not renew the TTL.
+		mustAdd(t, s, "ttl", "u2")
 
-	clock.Advance(time.Nanosecond) // exactly the TTL: expired
-	checkAllNotFound(t, m, "ttl")
-	checkMembers(t, m, "forever", "u1")
+		s.clock.Advance(time.Nanosecond) // exactly the TTL: expired
+		checkAllNotFound(t, s, "ttl")
+		checkMembers(t, s, "forever", "u1")
 
-	clock.Advance(365 * 24 * time.Hour)
-	checkMembers(t, m, "forever", "u1")
+		s.clock.Advance(365 * 24 * time.Hour)
+		checkMembers(t, s, "forever", "u1")
+	})
 }
 
 func TestCreateOverExpiredGroup(t *testing.T) {
-	for _, ttl := range []time.Duration{0, time.Hour} {
-		t.Run(fmt.Sprint("new TTL ", ttl), func(t *testing.T) {
-			m, clock, _ := newTestMemory(t)
-			mustCreate(t, m, "g", time.Minute)
-			mustAdd(t, m, "g", "u1")
-			clock.Advance(time.Minute)
-			mustCreate(t, m, "g", ttl)
-			checkMembers(t, m, "g") // a new, empty group
-			clock.Advance(30 * time.Minute)
-			checkMembers(t, m, "g")
-		})
-	}
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		for _, ttl := range []time.Duration{0, time.Hour} {
+			t.Run(fmt.Sprint("new TTL ", ttl), func(t *testing.T) {
+				s := newEnv(t)
+				mustCreate(t, s, "g", time.Minute)
+				mustAdd(t, s, "g", "u1")
+				s.clock.Advance(time.Minute)
+				mustCreate(t, s, "g", ttl)
+				checkMembers(t, s, "g") // a new, empty group
+				s.clock.Advance(30 * time.Minute)
+				checkMembers(t, s, "g")
+			})
+		}
+	})
 }
 
 func TestRenewTTL(t *testing.T) {
-	m, clock, _ := newTestMemory(t)
-	mustCreate(t, m, "g", time.Minute)
-	mustAdd(t, m, "g", "u1")
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "g", time.Minute)
+		mustAdd(t, s, "g", "u1")
 
-	for range 5 { // renewing every 50 s keeps the group alive for ever
-		clock.Advance(50 * time.Second)
-		if err := m.RenewTTL(t.Context(), "g"); err != nil {
-			t.Fatalf("RenewTTL at %v: %v", clock.Now(), err)
+		for range 5 { // renewing every 50 s keeps the group alive for ever
+			s.clock.Advance(50 * time.Second)
+			if err := s.RenewTTL(t.Context(), "g"); err != nil {
+				t.Fatalf("RenewTTL at %v: %v", s.clock.Now(), err)
+			}
 		}
-	}
-	clock.Advance(time.Minute - time.Nanosecond)
-	checkMembers(t, m, "g", "u1")
-	clock.Advance(time.Nanosecond)
-	checkAllNotFound(t, m, "g")
-	checkErr(t, "RenewTTL after expiry", m.RenewTTL(t.Context(), "g"), ErrGroupNotFound)
+		s.clock.Advance(time.Minute - time.Nanosecond)
+		checkMembers(t, s, "g", "u1")
+		s.clock.Advance(time.Nanosecond)
+		checkAllNotFound(t, s, "g")
+		checkErr(t, "RenewTTL after expiry", s.RenewTTL(t.Context(), "g"), ErrGroupNotFound)
+	})
 }
 
 func TestRenewTTLWithoutTTL(t *testing.T) {
-	m, clock, _ := newTestMemory(t)
-	mustCreate(t, m, "g", 0)
-	checkErr(t, "RenewTTL", m.RenewTTL(t.Context(), "g"), ErrNoTTL)
-	clock.Advance(time.Hour)
-	checkMembers(t, m, "g") // still there, still without TTL
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "g", 0)
+		checkErr(t, "RenewTTL", s.RenewTTL(t.Context(), "g"), ErrNoTTL)
+		s.clock.Advance(time.Hour)
+		checkMembers(t, s, "g") // still there, still without TTL
+	})
 }
 
 // stored returns the names of the groups held in memory, expired or not.
@@ -417,36 +488,38 @@ func stored(m *Memory) []string {
 }
 
 func TestSweep(t *testing.T) {
-	m, clock, _ := newTestMemory(t)
-	mustCreate(t, m, "forever", 0)
-	mustCreate(t, m, "short", time.Minute)
-	mustCreate(t, m, "long", time.Hour)
-	mustCreate(t, m, "renewed", time.Minute)
-	start := clock.Now()
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		mustCreate(t, s, "forever", 0)
+		mustCreate(t, s, "short", time.Minute)
+		mustCreate(t, s, "long", time.Hour)
+		mustCreate(t, s, "renewed", time.Minute)
+		start := s.clock.Now()
 
-	tests := []struct {
-		at          time.Duration // since start
-		wantRemoved int
-		wantStored  []string
-	}{
-		{0, 0, []string{"forever", "long", "renewed", "short"}},
-		{time.Minute - 1, 0, []string{"forever", "long", "renewed", "short"}},
-		{time.Minute, 1, []string{"forever", "long", "renewed"}},
-		{time.Minute, 0, []string{"forever", "long", "renewed"}},
-		{time.Hour + time.Second, 2, []string{"forever"}},
-	}
-	clock.Advance(59 * time.Second)
-	if err := m.RenewTTL(t.Context(), "renewed"); err != nil { // now expires at 1m59s
-		t.Fatal(err)
-	}
-	for _, tt := range tests {
-		if got := m.Sweep(start.Add(tt.at)); got != tt.wantRemoved {
-			t.Errorf("Sweep(start+%v) removed %d groups, want %d", tt.at, got, tt.wantRemoved)
+		tests := []struct {
+			at          time.Duration // since start
+			wantRemoved int
+			wantStored  []string
+		}{
+			{0, 0, []string{"forever", "long", "renewed", "short"}},
+			{time.Minute - 1, 0, []string{"forever", "long", "renewed", "short"}},
+			{time.Minute, 1, []string{"forever", "long", "renewed"}},
+			{time.Minute, 0, []string{"forever", "long", "renewed"}},
+			{time.Hour + time.Second, 2, []string{"forever"}},
 		}
-		if got := stored(m); !slices.Equal(got, tt.wantStored) {
-			t.Errorf("after Sweep(start+%v), stored groups = %q, want %q", tt.at, got, tt.wantStored)
+		s.clock.Advance(59 * time.Second)
+		if err := s.RenewTTL(t.Context(), "renewed"); err != nil { // now expires at 1m59s
+			t.Fatal(err)
 		}
-	}
+		for _, tt := range tests {
+			if got := s.sweep(start.Add(tt.at)); got != tt.wantRemoved {
+				t.Errorf("Sweep(start+%v) removed %d groups, want %d", tt.at, got, tt.wantRemoved)
+			}
+			if got := s.stored(); !slices.Equal(got, tt.wantStored) {
+				t.Errorf("after Sweep(start+%v), stored groups = %q, want %q", tt.at, got, tt.wantStored)
+			}
+		}
+	})
 }
 
 // TestStart runs the sweeper in a synctest bubble, whose clock is virtual:
@@ -555,21 +628,24 @@ func TestBroadcast(t *testing.T) {
 			pushErr: errPush, // not returned: the pusher is not called
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m, _, p := newTestMemory(t)
-			p.fail, p.err = tt.fail, tt.pushErr
-			mustCreate(t, m, "g", 0)
-			mustAdd(t, m, "g", tt.members...)
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := newEnv(t)
+				p := s.pusher
+				p.fail, p.err = tt.fail, tt.pushErr
+				mustCreate(t, s, "g", 0)
+				mustAdd(t, s, "g", tt.members...)
 
-			failed, err := m.Broadcast(t.Context(), "g", "r", "v")
-			checkErr(t, "Broadcast", err, tt.wantErr)
-			if !slices.Equal(failed, tt.wantFailed) {
-				t.Errorf("failed = %q, want %q", failed, tt.wantFailed)
-			}
-			checkPushes(t, p, tt.wantPushes...)
-		})
-	}
+				failed, err := s.Broadcast(t.Context(), "g", "r", "v")
+				checkErr(t, "Broadcast", err, tt.wantErr)
+				if !slices.Equal(failed, tt.wantFailed) {
+					t.Errorf("failed = %q, want %q", failed, tt.wantFailed)
+				}
+				checkPushes(t, p, tt.wantPushes...)
+			})
+		}
+	})
 }
 
 func TestMulticast(t *testing.T) {
@@ -611,34 +687,37 @@ func TestMulticast(t *testing.T) {
 			wantErr:    errPush,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m, _, p := newTestMemory(t)
-			p.fail, p.err = tt.fail, tt.pushErr
-			mustCreate(t, m, "g", 0)
-			mustAdd(t, m, "g", members...)
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := newEnv(t)
+				p := s.pusher
+				p.fail, p.err = tt.fail, tt.pushErr
+				mustCreate(t, s, "g", 0)
+				mustAdd(t, s, "g", members...)
 
-			var asked []string
-			keep := tt.keep
-			if keep != nil {
-				keep = func(uid string) bool {
-					asked = append(asked, uid)
-					return tt.keep(uid)
+				var asked []string
+				keep := tt.keep
+				if keep != nil {
+					keep = func(uid string) bool {
+						asked = append(asked, uid)
+						return tt.keep(uid)
+					}
 				}
-			}
-			failed, err := m.Multicast(t.Context(), "g", "r", 7, keep)
-			checkErr(t, "Multicast", err, tt.wantErr)
-			if !slices.Equal(failed, tt.wantFailed) {
-				t.Errorf("failed = %q, want %q", failed, tt.wantFailed)
-			}
-			checkPushes(t, p, tt.wantPushes...)
-			if keep != nil {
-				if slices.Sort(asked); !slices.Equal(asked, members) {
-					t.Errorf("keep called for %q, want once for each of %q", asked, members)
+				failed, err := s.Multicast(t.Context(), "g", "r", 7, keep)
+				checkErr(t, "Multicast", err, tt.wantErr)
+				if !slices.Equal(failed, tt.wantFailed) {
+					t.Errorf("failed = %q, want %q", failed, tt.wantFailed)
 				}
-			}
-		})
-	}
+				checkPushes(t, p, tt.wantPushes...)
+				if keep != nil {
+					if slices.Sort(asked); !slices.Equal(asked, members) {
+						t.Errorf("keep called for %q, want once for each of %q", asked, members)
+					}
+				}
+			})
+		}
+	})
 }
 
 // lockCheckingPusher fails the test if the Memory's lock is held while it
@@ -687,73 +766,75 @@ func TestConcurrent(t *testing.T) {
 		writers = 8
 		perUser = 50
 	)
-	p := &recordingPusher{}
-	m := NewMemory(p)
-	mustCreate(t, m, "g", 0)
-	ctx := t.Context()
+	eachService(t, func(t *testing.T, newEnv newEnvFunc) {
+		s := newEnv(t)
+		p := s.pusher
+		mustCreate(t, s, "g", 0)
+		ctx := t.Context()
 
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for i := range perUser {
-				uid := fmt.Sprintf("w%d-%d", w, i)
-				if err := m.Add(ctx, "g", uid); err != nil {
-					t.Errorf("Add(%q): %v", uid, err)
-				}
-				if i%2 == 0 { // remove the even ones again
-					if err := m.Remove(ctx, "g", uid); err != nil {
-						t.Errorf("Remove(%q): %v", uid, err)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range perUser {
+					uid := fmt.Sprintf("w%d-%d", w, i)
+					if err := s.Add(ctx, "g", uid); err != nil {
+						t.Errorf("Add(%q): %v", uid, err)
+					}
+					if i%2 == 0 { // remove the even ones again
+						if err := s.Remove(ctx, "g", uid); err != nil {
+							t.Errorf("Remove(%q): %v", uid, err)
+						}
 					}
 				}
-			}
-		})
+			})
+			wg.Go(func() {
+				for range perUser {
+					if _, err := s.Broadcast(ctx, "g", "r", w); err != nil {
+						t.Errorf("Broadcast: %v", err)
+					}
+					if _, err := s.Multicast(ctx, "g", "r", w, func(uid string) bool { return len(uid)%2 == 0 }); err != nil {
+						t.Errorf("Multicast: %v", err)
+					}
+					if _, err := s.Members(ctx, "g"); err != nil {
+						t.Errorf("Members: %v", err)
+					}
+					if _, err := s.Count(ctx, "g"); err != nil {
+						t.Errorf("Count: %v", err)
+					}
+					if _, err := s.Contains(ctx, "g", "w0-1"); err != nil {
+						t.Errorf("Contains: %v", err)
+					}
+				}
+			})
+		}
 		wg.Go(func() {
 			for range perUser {
-				if _, err := m.Broadcast(ctx, "g", "r", w); err != nil {
-					t.Errorf("Broadcast: %v", err)
+				if err := s.CreateWithTTL(ctx, "other", time.Hour); err != nil {
+					t.Errorf("CreateWithTTL: %v", err)
 				}
-				if _, err := m.Multicast(ctx, "g", "r", w, func(uid string) bool { return len(uid)%2 == 0 }); err != nil {
-					t.Errorf("Multicast: %v", err)
+				if err := s.RenewTTL(ctx, "other"); err != nil {
+					t.Errorf("RenewTTL: %v", err)
 				}
-				if _, err := m.Members(ctx, "g"); err != nil {
-					t.Errorf("Members: %v", err)
-				}
-				if _, err := m.Count(ctx, "g"); err != nil {
-					t.Errorf("Count: %v", err)
-				}
-				if _, err := m.Contains(ctx, "g", "w0-1"); err != nil {
-					t.Errorf("Contains: %v", err)
+				s.sweep(s.clock.Now())
+				if err := s.Delete(ctx, "other"); err != nil {
+					t.Errorf("Delete: %v", err)
 				}
 			}
 		})
-	}
-	wg.Go(func() {
-		for range perUser {
-			if err := m.CreateWithTTL(ctx, "other", time.Hour); err != nil {
-				t.Errorf("CreateWithTTL: %v", err)
+		wg.Wait()
+
+		var want []string
+		for w := range writers {
+			for i := 1; i < perUser; i += 2 {
+				want = append(want, fmt.Sprintf("w%d-%d", w, i))
 			}
-			if err := m.RenewTTL(ctx, "other"); err != nil {
-				t.Errorf("RenewTTL: %v", err)
-			}
-			m.Sweep(time.Now())
-			if err := m.Delete(ctx, "other"); err != nil {
-				t.Errorf("Delete: %v", err)
+		}
+		slices.Sort(want)
+		checkMembers(t, s, "g", want...)
+		for _, push := range p.Pushes() {
+			if len(push.uids) == 0 {
+				t.Errorf("empty push %+v", push)
 			}
 		}
 	})
-	wg.Wait()
-
-	var want []string
-	for w := range writers {
-		for i := 1; i < perUser; i += 2 {
-			want = append(want, fmt.Sprintf("w%d-%d", w, i))
-		}
-	}
-	slices.Sort(want)
-	checkMembers(t, m, "g", want...)
-	for _, push := range p.Pushes() {
-		if len(push.uids) == 0 {
-			t.Errorf("empty push %+v", push)
-		}
-	}
 }
