@@ -2,20 +2,26 @@ package nopal
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/nopal-dev/nopal/backend"
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/frontend"
 	"github.com/nopal-dev/nopal/groups"
 	"github.com/nopal-dev/nopal/session"
+	"github.com/nopal-dev/nopal/stream"
 )
 
 // Config configures an App. Zero fields take the defaults.
@@ -23,9 +29,12 @@ type Config struct {
 	// ServerType names this server's type, the first part of three-part
 	// routes (required).
 	ServerType string
-	// Serializer encodes payloads (default JSON).
+	// ServerID names this server in the cluster (default: the type and a
+	// random suffix). Letters, digits, '-' and '_' only.
+	ServerID string
+	// Serializer encodes payloads for clients (default JSON).
 	Serializer codec.Serializer
-	// Heartbeat interval (default 30 s).
+	// Heartbeat interval with clients (default 30 s).
 	Heartbeat time.Duration
 	// HandshakeTimeout closes sockets that do not handshake (default 10 s).
 	HandshakeTimeout time.Duration
@@ -44,29 +53,47 @@ type Config struct {
 	WriteTimeout  time.Duration
 	// ShutdownTimeout bounds the drain in Run (default 10 s).
 	ShutdownTimeout time.Duration
+	// Cluster, when set, joins the cluster on the bus; nil runs standalone.
+	Cluster *ClusterConfig
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
 
-// App is one Nopal server.
+// App is one Nopal server: a frontend when it has acceptors, a backend for
+// its handler and remote types, or both.
 type App struct {
 	cfg        Config
 	log        *slog.Logger
-	registry   *backend.Registry
+	registry   *backend.Registry // client handlers
+	remotes    *backend.Registry // server-to-server remotes
 	pool       *session.Pool
-	groups     *groups.Memory
 	validators []frontend.HandshakeValidator
 	acceptors  []frontend.Acceptor
+	routers    map[string]Router
 
-	mu     sync.Mutex
-	fe     *frontend.Frontend
-	cancel context.CancelFunc
+	mu      sync.Mutex
+	groups  groups.Service
+	fe      *frontend.Frontend
+	cl      *cluster
+	cancel  context.CancelFunc
+	started bool
 }
 
 // New returns an App; register handlers and acceptors, then Start or Run it.
 func New(cfg Config) (*App, error) {
 	if cfg.ServerType == "" {
 		return nil, errors.New("nopal: Config.ServerType is required")
+	}
+	if !validID(cfg.ServerType) {
+		return nil, fmt.Errorf("nopal: ServerType %q: letters, digits, '-' and '_' only", cfg.ServerType)
+	}
+	if cfg.ServerID == "" {
+		var b [5]byte
+		_, _ = rand.Read(b[:])
+		cfg.ServerID = cfg.ServerType + "-" + hex.EncodeToString(b[:])
+	}
+	if !validID(cfg.ServerID) {
+		return nil, fmt.Errorf("nopal: ServerID %q: letters, digits, '-' and '_' only", cfg.ServerID)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -77,20 +104,63 @@ func New(cfg Config) (*App, error) {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
-	log := cfg.Logger.With("server_type", cfg.ServerType)
+	if cfg.Cluster != nil {
+		if err := cfg.Cluster.defaults(); err != nil {
+			return nil, err
+		}
+	}
+	log := cfg.Logger.With("server_type", cfg.ServerType, "server_id", cfg.ServerID)
 	a := &App{
 		cfg:      cfg,
 		log:      log,
 		registry: backend.NewRegistry(cfg.ServerType, cfg.Serializer, log),
+		remotes:  backend.NewRegistry(cfg.ServerType, codec.Auto{}, log),
 		pool:     session.NewPool(log),
+		routers:  map[string]Router{},
 	}
 	a.groups = groups.NewMemory(a)
 	return a, nil
 }
 
-// Register adds a component's handlers (see package backend).
+func validID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// UseEmbedded makes a clustered app connect in-process to an embedded NATS
+// server another app of this process started (call before Start).
+func (a *App) UseEmbedded(ns *server.Server) {
+	if a.cfg.Cluster != nil {
+		a.cfg.Cluster.Bus.InProcess = ns
+	}
+}
+
+// Logger is the app's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
+// ServerID is this server's id.
+func (a *App) ServerID() string { return a.cfg.ServerID }
+
+// ServerType is this server's type.
+func (a *App) ServerType() string { return a.cfg.ServerType }
+
+// Register adds a component's client handlers (see package backend).
 func (a *App) Register(component any, opts ...backend.Option) error {
 	return a.registry.Register(component, opts...)
+}
+
+// RegisterRemote adds a component whose methods other servers call with
+// RPC and RPCTo (route "svtype.component.method"). Arguments and results
+// are protobuf for proto.Message types and JSON otherwise.
+func (a *App) RegisterRemote(component any, opts ...backend.Option) error {
+	return a.remotes.Register(component, opts...)
 }
 
 // Before adds a pipeline step run before every handler.
@@ -99,7 +169,8 @@ func (a *App) Before(f backend.BeforeHandler) { a.registry.Before(f) }
 // After adds a pipeline step run after every handler.
 func (a *App) After(f backend.AfterHandler) { a.registry.After(f) }
 
-// AddAcceptor adds a client acceptor (TCP, WebSocket or your own).
+// AddAcceptor adds a client acceptor (TCP, WebSocket or your own); a
+// server with acceptors is a frontend.
 func (a *App) AddAcceptor(acc frontend.Acceptor) { a.acceptors = append(a.acceptors, acc) }
 
 // AddHandshakeValidator adds a check every client handshake must pass.
@@ -121,22 +192,34 @@ func (a *App) OnSessionClose(f func(s *session.Session)) { a.pool.OnSessionClose
 // Sessions is the pool of this server's client sessions.
 func (a *App) Sessions() *session.Pool { return a.pool }
 
-// Groups is the group service.
-func (a *App) Groups() groups.Service { return a.groups }
+// Groups is the group service: in memory when standalone, shared through
+// the bus in a cluster (available once started).
+func (a *App) Groups() groups.Service {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.groups
+}
 
 // Routes lists the handler routes.
 func (a *App) Routes() []string { return a.registry.Routes() }
 
-// Frontend is the running frontend (nil before Start).
+// Frontend is the running frontend (nil before Start or without acceptors).
 func (a *App) Frontend() *frontend.Frontend {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.fe
 }
 
-// PushToUsers sends a push to users bound on this server and returns those
-// it could not reach.
+// IsFrontend reports whether the server holds client connections.
+func (a *App) IsFrontend() bool { return len(a.acceptors) > 0 }
+
+// PushToUsers sends a push to users and returns those it could not reach:
+// on this server when standalone, on every frontend of the cluster
+// otherwise (see SendPushToUsers).
 func (a *App) PushToUsers(ctx context.Context, route string, v any, uids []string) ([]string, error) {
+	if a.cluster() != nil {
+		return a.SendPushToUsers(ctx, route, v, uids, "")
+	}
 	fe := a.Frontend()
 	if fe == nil {
 		return uids, errors.New("nopal: not started")
@@ -144,13 +227,48 @@ func (a *App) PushToUsers(ctx context.Context, route string, v any, uids []strin
 	return fe.PushToUsers(ctx, route, v, uids)
 }
 
-// Start opens the acceptors and serves until Shutdown.
-func (a *App) Start(ctx context.Context) error {
+func (a *App) cluster() *cluster {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.fe != nil {
+	return a.cl
+}
+
+// Start joins the cluster (if configured), opens the acceptors and serves
+// until Shutdown.
+func (a *App) Start(ctx context.Context) error {
+	a.mu.Lock()
+	if a.started {
+		a.mu.Unlock()
 		return errors.New("nopal: already started")
 	}
+	a.started = true
+	a.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	if a.cfg.Cluster != nil {
+		cl, err := startCluster(ctx, a)
+		if err != nil {
+			cancel()
+			return err
+		}
+		a.mu.Lock()
+		a.cl, a.groups = cl, cl.groups
+		a.mu.Unlock()
+	} else if m, ok := a.groups.(*groups.Memory); ok {
+		go func() { _ = m.Start(ctx) }()
+	}
+	if a.IsFrontend() {
+		if err := a.startFrontend(ctx); err != nil {
+			a.stopCluster(ctx)
+			cancel()
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *App) startFrontend(ctx context.Context) error {
 	routes := a.registry.Routes()
 	known := make([]string, 0, 2*len(routes))
 	for _, r := range routes {
@@ -165,7 +283,7 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("nopal: dictionary: %w", err)
 	}
 	fe, err := frontend.New(frontend.Config{
-		Handler:             a.registry,
+		Handler:             frontend.HandlerFunc(a.handle),
 		Pool:                a.pool,
 		Serializer:          a.cfg.Serializer,
 		Dictionary:          dict,
@@ -184,17 +302,30 @@ func (a *App) Start(ctx context.Context) error {
 	for _, acc := range a.acceptors {
 		fe.AddAcceptor(acc)
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	if err := fe.Start(ctx); err != nil {
-		cancel()
 		return err
 	}
-	go func() { _ = a.groups.Start(ctx) }()
-	a.fe, a.cancel = fe, cancel
+	a.mu.Lock()
+	a.fe = fe
+	a.mu.Unlock()
 	for _, acc := range fe.Acceptors() {
 		a.log.Info("listening", "addr", acc.Addr().String())
 	}
 	return nil
+}
+
+// handle serves a client message: here when the route names this server,
+// else forwarded over the bus to a server of the route's type.
+func (a *App) handle(ctx context.Context, msg *codec.Message) ([]byte, error) {
+	if _, local := a.registry.Local(msg.Route); local {
+		out, _, err := a.registry.Handle(ctx, msg.Route, msg.Data)
+		return out, err
+	}
+	cl := a.cluster()
+	if cl == nil {
+		return nil, codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", msg.Route), nil)
+	}
+	return cl.forward(ctx, msg)
 }
 
 // mergeCodes adds generated codes to the given ones, skipping routes and
@@ -219,17 +350,28 @@ func mergeCodes(given, generated map[string]uint16) map[string]uint16 {
 }
 
 // Shutdown drains the server: acceptors stop, requests in flight finish,
-// clients are kicked. ctx bounds the wait.
+// clients are kicked, then the server leaves the cluster. ctx bounds the
+// wait.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
-	fe, cancel := a.fe, a.cancel
+	fe, started := a.fe, a.started
 	a.mu.Unlock()
-	if fe == nil {
+	if !started {
 		return nil
 	}
-	err := fe.Shutdown(ctx)
-	cancel()
+	var err error
+	if fe != nil {
+		err = fe.Shutdown(ctx)
+	}
+	a.stopCluster(ctx)
+	a.cancel()
 	return err
+}
+
+func (a *App) stopCluster(ctx context.Context) {
+	if cl := a.cluster(); cl != nil {
+		cl.stop(ctx)
+	}
 }
 
 // Run starts the app, serves until ctx ends or the process gets SIGINT or
@@ -247,4 +389,48 @@ func (a *App) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	return a.Shutdown(sctx)
+}
+
+// splitRoute returns the server type of a three-part route.
+func splitRoute(route string) (svType string, ok bool) {
+	parts := strings.Split(route, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", false
+	}
+	return parts[0], true
+}
+
+// ClusterConfig configures a server in a cluster.
+type ClusterConfig struct {
+	// Bus is how to reach NATS (URL, or an embedded server). Its ServerID
+	// is set to the app's.
+	Bus stream.Config
+	// RequestTimeout bounds a forwarded request or an RPC without a
+	// deadline (default 5 s); past it the client gets PIT-408.
+	RequestTimeout time.Duration
+	// DiscoveryHeartbeat is how often the server announces itself (default
+	// 1 s); it is declared dead 3 heartbeats after its last.
+	DiscoveryHeartbeat time.Duration
+	// Metadata is published with the server in discovery.
+	Metadata map[string]string
+	// Traffic records forwarded requests, replies, pushes and kicks in the
+	// TRAFFIC stream for `node replay`.
+	Traffic bool
+	// TrafficMaxAge and TrafficMaxBytes limit the stream (defaults 24 h,
+	// 1 GiB).
+	TrafficMaxAge   time.Duration
+	TrafficMaxBytes int64
+}
+
+func (c *ClusterConfig) defaults() error {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.DiscoveryHeartbeat == 0 {
+		c.DiscoveryHeartbeat = time.Second
+	}
+	if c.RequestTimeout < 0 || c.DiscoveryHeartbeat < 0 {
+		return errors.New("nopal: negative durations in ClusterConfig")
+	}
+	return nil
 }

@@ -47,6 +47,7 @@ type agent struct {
 	state    atomic.Int32
 	lastSeen atomic.Int64 // unix nanoseconds of the last packet received
 	hsTimer  *time.Timer
+	refused  bool // handshake refused: input is ignored until the close (reader only)
 
 	mu       sync.Mutex
 	queue    [][]byte
@@ -230,7 +231,6 @@ func (a *agent) run(ctx context.Context) {
 		if err != nil {
 			var rl *RateLimitedError
 			if errors.As(err, &rl) {
-				a.f.stats.RateLimited.Add(1)
 				a.answerRateLimited(rl.Packet, &msg)
 				continue
 			}
@@ -241,6 +241,9 @@ func (a *agent) run(ctx context.Context) {
 			return
 		}
 		a.lastSeen.Store(time.Now().UnixNano())
+		if a.refused {
+			continue
+		}
 		if !a.handlePacket(ctx, pkt, &msg) {
 			return
 		}
@@ -303,7 +306,10 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 		a.f.log.Info("handshake refused", "remote", a.conn.RemoteAddr(), "err", err)
 		_ = a.send(a.f.handshakeRefused)
 		a.closeAfterFlush()
-		return true // read on until the close lands, so the refusal is written
+		// Read on, ignoring what comes, until the close lands: the
+		// refusal is written first.
+		a.refused = true
+		return true
 	}
 	if a.hsTimer != nil {
 		a.hsTimer.Stop()
@@ -315,15 +321,19 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {
 	a.mu.Lock()
 	if a.draining {
+		// The client is being kicked: ignore the message and read on until
+		// the Kick is written and the connection closes. Returning false
+		// would close at once and could drop the response in flight and
+		// the Kick still queued.
 		a.mu.Unlock()
-		return false
+		return true
 	}
 	a.busy = true
 	a.mu.Unlock()
 	a.f.inflight.Add(1)
 
 	start := time.Now()
-	out, _, err := a.f.cfg.Handler.Handle(session.NewContext(ctx, a.sess), msg.Route, msg.Data)
+	out, err := a.f.cfg.Handler.Handle(session.NewContext(ctx, a.sess), msg)
 	if msg.Type == codec.Request {
 		resp := codec.Message{Type: codec.Response, ID: msg.ID, Data: out}
 		if err != nil {
@@ -367,6 +377,7 @@ func (a *agent) answerRateLimited(pkt []byte, msg *codec.Message) {
 		return
 	}
 	if out, err := a.f.codec.AppendPacket(nil, &codec.Message{Type: codec.Response, ID: msg.ID, Err: true, Data: data}); err == nil {
+		a.f.stats.RateLimited.Add(1) // requests only: a dropped notify gets no answer
 		_ = a.send(out)
 	}
 }
@@ -408,8 +419,10 @@ func (a *agent) cleanup() {
 		a.hsTimer.Stop()
 	}
 	_ = a.Close()
-	a.f.remove(a)
+	// The session's close callbacks run before the frontend forgets the
+	// connection, so that Shutdown returns only after they have run.
 	a.f.pool.Closed(a.sess)
+	a.f.remove(a)
 }
 
 // isClosedErr reports whether a read error is the peer or the server going

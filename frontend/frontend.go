@@ -15,12 +15,21 @@ import (
 	"github.com/nopal-dev/nopal/session"
 )
 
-// Handler handles the requests and notifies of clients. The session is in
-// ctx (session.FromContext). It returns the serialized result; notify
-// reports a notify handler. An error reaches the client as a codec.Error
-// (PIT-500 unless it is one).
+// Handler handles the requests and notifies of clients (msg.Type is
+// codec.Request or codec.Notify). The session is in ctx
+// (session.FromContext). It returns the serialized result, ignored for a
+// notify. An error reaches the client as a codec.Error (PIT-500 unless it
+// is one). msg and its Data are valid only during the call.
 type Handler interface {
-	Handle(ctx context.Context, route string, data []byte) (out []byte, notify bool, err error)
+	Handle(ctx context.Context, msg *codec.Message) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ctx context.Context, msg *codec.Message) ([]byte, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, msg *codec.Message) ([]byte, error) {
+	return f(ctx, msg)
 }
 
 // HandshakeValidator checks a client's handshake; an error refuses it with
@@ -281,7 +290,9 @@ func (f *Frontend) heartbeats(ctx context.Context) {
 
 // Shutdown drains the frontend: it stops accepting, lets requests in flight
 // finish, kicks every client (after its current request) and waits for the
-// connections to close. When ctx ends first, the rest are closed at once.
+// connections to close. When ctx ends first, the rest are closed at once
+// and Shutdown returns ctx's error without waiting for handlers still
+// running (their context is cancelled).
 func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.mu.Lock()
 	if f.draining || f.done == nil {
@@ -307,7 +318,8 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 		for _, a := range f.snapshot() {
 			_ = a.Close()
 		}
-		<-closed
+		// Not waiting for closed: a reader blocked in a handler ends only
+		// when the handler returns; its context is cancelled below.
 	}
 	f.cancel()
 	close(f.done)

@@ -163,6 +163,11 @@ func (c *wsConn) GetNextMessage() ([]byte, error) {
 		return nil, err
 	}
 	b := c.buf.Bytes()
+	if len(b) < codec.HeaderLength {
+		// Bad input, not the peer going away (which an io.ErrUnexpectedEOF
+		// from ParsePacket would read as).
+		return nil, fmt.Errorf("%w: frame of %d bytes", codec.ErrPacketLength, len(b))
+	}
 	if _, _, err := codec.ParsePacket(b, c.maxBody); err != nil {
 		return nil, err
 	}

@@ -14,7 +14,16 @@ var (
 	ErrIllegalUID   = errors.New("session: illegal uid")
 	ErrAlreadyBound = errors.New("session: already bound to a uid")
 	ErrClosed       = errors.New("session: closed")
+	ErrNotBackend   = errors.New("session: PushToFront is for backend sessions")
 )
+
+// Remote is how a backend session reaches the frontend that holds its
+// client: a bind is made there, and data changes reach it only through
+// PushToFront.
+type Remote interface {
+	Bind(ctx context.Context, s *Session, uid string) error
+	PushToFront(ctx context.Context, s *Session) error
+}
 
 // Conn is the link a session talks through. The frontend's agent implements
 // it for a client connection.
@@ -33,13 +42,40 @@ type Conn interface {
 type Session struct {
 	id   int64
 	conn Conn
-	pool *Pool
+	pool *Pool // frontend sessions
+
+	remote     Remote // backend sessions
+	frontendID string
 
 	mu      sync.RWMutex
 	uid     string
 	data    map[string]any
 	onClose []func()
 	closed  bool
+}
+
+// NewBackend returns a backend session: a copy of the frontend session id
+// of frontendID, made for one forwarded request. conn carries its pushes
+// and kicks to the frontend. A backend session has no callbacks and is not
+// found by uid.
+func NewBackend(id int64, uid string, data map[string]any, frontendID string, conn Conn, remote Remote) *Session {
+	return &Session{id: id, uid: uid, data: data, frontendID: frontendID, conn: conn, remote: remote}
+}
+
+// IsFrontend reports whether this is the frontend session (the one that
+// owns the connection) rather than a backend copy.
+func (s *Session) IsFrontend() bool { return s.remote == nil }
+
+// FrontendID is the server holding the client's connection ("" for a
+// frontend session of this server).
+func (s *Session) FrontendID() string { return s.frontendID }
+
+// PushToFront sends the backend session's data to its frontend session.
+func (s *Session) PushToFront(ctx context.Context) error {
+	if s.remote == nil {
+		return ErrNotBackend
+	}
+	return s.remote.PushToFront(ctx, s)
 }
 
 // ID is the session's id, unique within its pool.
@@ -59,7 +95,22 @@ func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 // a session is bound once. If another session of the pool holds uid, that
 // older session is kicked.
 func (s *Session) Bind(ctx context.Context, uid string) error {
-	return s.pool.bind(ctx, s, uid)
+	if s.remote == nil {
+		return s.pool.bind(ctx, s, uid)
+	}
+	if uid == "" {
+		return ErrIllegalUID
+	}
+	if bound := s.UID(); bound != "" {
+		return fmt.Errorf("%w: %q", ErrAlreadyBound, bound)
+	}
+	if err := s.remote.Bind(ctx, s, uid); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.uid = uid
+	s.mu.Unlock()
+	return nil
 }
 
 // Push sends a push to the client.
@@ -84,8 +135,11 @@ func (s *Session) Closed() bool {
 }
 
 // OnClose registers f to run when the session ends. If it has already
-// ended, f runs at once.
+// ended, f runs at once. Backend sessions have no callbacks: f is ignored.
 func (s *Session) OnClose(f func()) {
+	if s.remote != nil {
+		return
+	}
 	s.mu.Lock()
 	if !s.closed {
 		s.onClose = append(s.onClose, f)

@@ -23,8 +23,11 @@ func main() {
 const usage = `usage: node <command> [flags]
 
 commands:
-  serve    run a server (the chat example, standalone)
+  serve    run servers: the chat example's connector and room on an embedded
+           NATS by default (-type chat: the standalone chat server)
   client   interactive client for a Pitaya-protocol server
+  servers  list the servers of a cluster
+  replay   print the traffic a cluster recorded (-follow to tail it live)
 
 run 'node <command> -h' for the flags of a command`
 
@@ -38,6 +41,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return serve(ctx, args[1:], stderr)
 	case "client":
 		return repl(ctx, args[1:], stdin, stdout, stderr)
+	case "servers":
+		return servers(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return replay(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

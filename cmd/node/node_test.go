@@ -12,8 +12,8 @@ import (
 )
 
 type node struct {
-	tcp, ws string
-	done    chan error
+	tcp, ws, nats string
+	done          chan error
 }
 
 // startServe runs `node serve` in-process on free ports and waits for its
@@ -41,11 +41,15 @@ func startServe(t *testing.T, extra ...string) *node {
 		}
 	})
 	addrRe := regexp.MustCompile(`msg=listening .*addr=(\S+)`)
+	natsRe := regexp.MustCompile(`msg="embedded NATS listening" url=(\S+)`)
 	lines := bufio.NewScanner(pr)
 	var addrs []string
 	for lines.Scan() {
 		if m := addrRe.FindStringSubmatch(lines.Text()); m != nil {
 			addrs = append(addrs, m[1])
+		}
+		if m := natsRe.FindStringSubmatch(lines.Text()); m != nil {
+			n.nats = m[1]
 		}
 		if strings.Contains(lines.Text(), "msg=ready") {
 			break
@@ -60,33 +64,93 @@ func startServe(t *testing.T, extra ...string) *node {
 }
 
 func TestServeAndClientREPL(t *testing.T) {
-	n := startServe(t)
-	for _, addr := range []string{n.tcp, "ws://" + n.ws + "/"} {
-		t.Run(addr, func(t *testing.T) {
-			var out strings.Builder
-			script := strings.Join([]string{
-				"help",
-				"request room.join {}",
-				`notify room.message {"name":"ana","content":"hello"}`,
-				"request room.nosuchroute",
-				"bogus",
-				"quit",
-			}, "\n")
-			if err := run(context.Background(), []string{"client", "-addr", addr}, strings.NewReader(script), &out, io.Discard); err != nil {
-				t.Fatal(err)
-			}
-			for _, want := range []string{
-				"connected to " + addr,
-				`response {"code":0,"result":"success"}`,
-				"PIT-404",
-				`unknown command "bogus"`,
-				"request <route> [json]",
-			} {
-				if !strings.Contains(out.String(), want) {
-					t.Errorf("client output lacks %q:\n%s", want, out.String())
-				}
+	modes := []struct {
+		name  string
+		args  []string
+		route string // the room's route prefix
+	}{
+		{"standalone", []string{"-type", "chat"}, "room"},
+		{"cluster", nil, "room.room"},
+	}
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			n := startServe(t, mode.args...)
+			for _, addr := range []string{n.tcp, "ws://" + n.ws + "/"} {
+				t.Run(addr, func(t *testing.T) {
+					out := runClient(t, addr,
+						"help",
+						"request "+mode.route+".join {}",
+						`notify `+mode.route+`.message {"name":"ana","content":"hello"}`,
+						"request "+mode.route+".nosuchroute",
+						"bogus",
+						"quit",
+					)
+					for _, want := range []string{
+						"connected to " + addr,
+						`response {"code":0,"result":"success"}`,
+						"PIT-404",
+						`unknown command "bogus"`,
+						"request <route> [json]",
+					} {
+						if !strings.Contains(out, want) {
+							t.Errorf("client output lacks %q:\n%s", want, out)
+						}
+					}
+				})
 			}
 		})
+	}
+}
+
+func runClient(t *testing.T, addr string, lines ...string) string {
+	t.Helper()
+	var out strings.Builder
+	if err := run(context.Background(), []string{"client", "-addr", addr}, strings.NewReader(strings.Join(lines, "\n")), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestServersAndReplay(t *testing.T) {
+	n := startServe(t, "-nats-listen", "127.0.0.1:0")
+	if n.nats == "" {
+		t.Fatal("serve did not say where its embedded NATS listens")
+	}
+	runClient(t, n.tcp, "request room.room.join {}", "quit")
+
+	var out strings.Builder
+	if err := run(context.Background(), []string{"servers", "-nats", n.nats}, strings.NewReader(""), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"connector", "room", "true", "false"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("servers output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// The recorder flushes every 2 ms: poll until the exchange is there.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out.Reset()
+		if err := run(context.Background(), []string{"replay", "-nats", n.nats, "-route", "room.room.join"}, strings.NewReader(""), &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.String(), "reply") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{"call    room.room.join (sys)", `reply   room.room.join`, `{"code":0,"result":"success"}`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("replay output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"replay", "-nats", n.nats, "-json", "-route", "room.room.join"}, strings.NewReader(""), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"kind":"call"`) || !strings.Contains(out.String(), `"route":"room.room.join"`) {
+		t.Errorf("replay -json output:\n%s", out.String())
 	}
 }
 
@@ -120,6 +184,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"fly"}, `unknown command "fly"`},
 		{[]string{"serve", "-log-format", "xml"}, "--log-format"},
 		{[]string{"serve", "-log-level", "loud"}, "--log-level"},
+		{[]string{"serve", "-type", "lobby"}, `unknown server type "lobby"`},
+		{[]string{"serve", "-type", "chat,room"}, "-type chat runs alone"},
+		{[]string{"servers"}, "-nats is required"},
+		{[]string{"replay", "-since", "yesterday"}, "-since"},
 	}
 	for _, tc := range tests {
 		err := run(context.Background(), tc.args, strings.NewReader(""), io.Discard, io.Discard)

@@ -2,25 +2,64 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nopal-dev/nopal"
 	"github.com/nopal-dev/nopal/examples/chat"
+	"github.com/nopal-dev/nopal/examples/cluster"
 	"github.com/nopal-dev/nopal/frontend"
+	"github.com/nopal-dev/nopal/stream"
 )
+
+// busFlags are the flags every command that reaches the bus shares.
+type busFlags struct {
+	url, prefix, user, password, token, creds string
+}
+
+func (b *busFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.url, "nats", "", "NATS URL (empty: start an embedded NATS server)")
+	fs.StringVar(&b.prefix, "prefix", stream.DefaultPrefix, "subject prefix shared by the cluster")
+	fs.StringVar(&b.user, "nats-user", "", "NATS user")
+	fs.StringVar(&b.password, "nats-password", "", "NATS password")
+	fs.StringVar(&b.token, "nats-token", "", "NATS token")
+	fs.StringVar(&b.creds, "nats-creds", "", "NATS credentials file")
+}
+
+func (b *busFlags) config(id string) stream.Config {
+	return stream.Config{URL: b.url, Prefix: b.prefix, ServerID: id, User: b.user, Password: b.password, Token: b.token, CredsFile: b.creds}
+}
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tcp := fs.String("tcp", "127.0.0.1:3250", "TCP address for clients (empty: none)")
-	ws := fs.String("ws", "127.0.0.1:3251", "HTTP address: the chat page at / and WebSocket upgrades on any path (empty: none)")
-	heartbeat := fs.Duration("heartbeat", 30*time.Second, "heartbeat interval")
+	types := fs.String("type", "connector,room", `server types to run in this process, comma-separated: "connector" (frontend) and "room" (backend) of the cluster chat, or "chat" (the standalone chat server, no bus)`)
+	id := fs.String("id", "", "server id (one type only; default: type and a random suffix)")
+	tcp := fs.String("tcp", "127.0.0.1:3250", "TCP address for clients (frontends; empty: none)")
+	ws := fs.String("ws", "127.0.0.1:3251", "HTTP address: the chat page at / and WebSocket upgrades on any path (frontends; empty: none)")
+	heartbeat := fs.Duration("heartbeat", 30*time.Second, "heartbeat interval with clients")
 	compress := fs.Bool("compress", false, "zlib-compress large payloads")
 	anyOrigin := fs.Bool("ws-any-origin", false, "accept WebSocket upgrades from any browser origin")
 	rate := fs.Int("rate-limit", 0, "requests per --rate-interval per connection (0: no limit)")
 	rateInterval := fs.Duration("rate-interval", time.Second, "rate limit interval")
+	var bus busFlags
+	bus.register(fs)
+	natsListen := fs.String("nats-listen", "", "embedded NATS: client address other nodes and `node replay` connect to (empty: in-process only)")
+	natsStore := fs.String("nats-store", "", "embedded NATS: JetStream folder (default: a temporary folder)")
+	natsClusterName := fs.String("nats-cluster", "nopal", "embedded NATS: cluster name")
+	natsClusterListen := fs.String("nats-cluster-listen", "", "embedded NATS: cluster route address (empty: no cluster)")
+	natsRoutes := fs.String("nats-routes", "", "embedded NATS: comma-separated routes to the other servers (nats://host:port)")
+	replicas := fs.Int("replicas", 1, "replicas of streams and buckets (3 in a 3-server NATS cluster)")
+	traffic := fs.Bool("traffic", true, "record forwarded requests, replies, pushes and kicks for `node replay`")
+	timeout := fs.Duration("request-timeout", 5*time.Second, "timeout of requests forwarded over the bus")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -30,18 +69,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	app, err := nopal.New(nopal.Config{
-		ServerType: chat.ServerType,
-		Heartbeat:  *heartbeat,
-		Compress:   *compress,
-		Logger:     log,
-	})
-	if err != nil {
-		return err
+	kinds := strings.Split(*types, ",")
+	if *id != "" && len(kinds) > 1 {
+		return errors.New("-id goes with a single -type")
 	}
-	if err := chat.Setup(ctx, app); err != nil {
-		return err
-	}
+
 	var wrappers []frontend.Wrapper
 	if *rate > 0 {
 		rl, err := frontend.NewRateLimiter(*rate, *rateInterval, false)
@@ -50,15 +82,109 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		wrappers = append(wrappers, rl)
 	}
-	if *tcp != "" {
-		app.AddAcceptor(frontend.WithWrappers(frontend.NewTCPAcceptor(*tcp), wrappers...))
-	}
-	if *ws != "" {
-		opts := []frontend.WSOption{frontend.WithHTTPHandler(chat.Page())}
-		if *anyOrigin {
-			opts = append(opts, frontend.WithCheckOrigin(frontend.AnyOrigin))
+	addAcceptors := func(app *nopal.App, roomPrefix string) {
+		if *tcp != "" {
+			app.AddAcceptor(frontend.WithWrappers(frontend.NewTCPAcceptor(*tcp), wrappers...))
 		}
-		app.AddAcceptor(frontend.WithWrappers(frontend.NewWSAcceptor(*ws, opts...), wrappers...))
+		if *ws != "" {
+			opts := []frontend.WSOption{frontend.WithHTTPHandler(chat.PageFor(roomPrefix))}
+			if *anyOrigin {
+				opts = append(opts, frontend.WithCheckOrigin(frontend.AnyOrigin))
+			}
+			app.AddAcceptor(frontend.WithWrappers(frontend.NewWSAcceptor(*ws, opts...), wrappers...))
+		}
 	}
-	return app.Run(ctx)
+	base := nopal.Config{Heartbeat: *heartbeat, Compress: *compress, Logger: log, ServerID: *id}
+
+	if len(kinds) == 1 && kinds[0] == "chat" {
+		cfg := base
+		cfg.ServerType = chat.ServerType
+		app, err := nopal.New(cfg)
+		if err != nil {
+			return err
+		}
+		if err := chat.Setup(ctx, app); err != nil {
+			return err
+		}
+		addAcceptors(app, "room")
+		return app.Run(ctx)
+	}
+
+	var apps []*nopal.App
+	for i, kind := range kinds {
+		cfg := base
+		cfg.ServerType = strings.TrimSpace(kind)
+		bcfg := bus.config("")
+		bcfg.Replicas = *replicas
+		if i == 0 {
+			bcfg.Embedded = stream.Embedded{
+				StoreDir: *natsStore, Listen: *natsListen,
+				ClusterName: *natsClusterName, ClusterListen: *natsClusterListen, Routes: splitList(*natsRoutes),
+			}
+		}
+		cfg.Cluster = &nopal.ClusterConfig{Bus: bcfg, Traffic: *traffic, RequestTimeout: *timeout}
+		app, err := nopal.New(cfg)
+		if err != nil {
+			return err
+		}
+		switch cfg.ServerType {
+		case cluster.ConnectorType:
+			cluster.SetupConnector(app)
+			addAcceptors(app, cluster.RoomPrefix)
+		case cluster.RoomType:
+			if err := cluster.SetupRoom(app); err != nil {
+				return err
+			}
+		case "chat":
+			return errors.New(`-type chat runs alone (standalone, no bus)`)
+		default:
+			return fmt.Errorf("unknown server type %q (connector, room or chat)", cfg.ServerType)
+		}
+		apps = append(apps, app)
+	}
+	return runApps(ctx, log, apps)
+}
+
+// runApps starts apps in order (the first one brings the embedded NATS
+// server, if any: the others connect to it in-process), waits for a signal,
+// then stops them in reverse order.
+func runApps(ctx context.Context, log *slog.Logger, apps []*nopal.App) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var started []*nopal.App
+	shutdown := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var errs []error
+		for i := len(started) - 1; i >= 0; i-- {
+			errs = append(errs, started[i].Shutdown(sctx))
+		}
+		return errors.Join(errs...)
+	}
+	for i, app := range apps {
+		if i > 0 && started[0].Bus() != nil && started[0].Bus().Server != nil {
+			app.UseEmbedded(started[0].Bus().Server)
+		}
+		if err := app.Start(context.WithoutCancel(ctx)); err != nil {
+			return errors.Join(err, shutdown())
+		}
+		started = append(started, app)
+	}
+	if b := apps[0].Bus(); b != nil && b.ClientURL() != "" {
+		log.Info("embedded NATS listening", "url", b.ClientURL())
+	}
+	log.Info("ready")
+	<-ctx.Done()
+	log.Info("shutting down: draining clients")
+	return shutdown()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

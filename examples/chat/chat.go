@@ -1,10 +1,12 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
+	"html"
 	"net/http"
 	"strconv"
 
@@ -23,15 +25,21 @@ const GroupName = "room"
 //go:embed web/index.html
 var page []byte
 
-// Page serves the chat web page.
-func Page() http.Handler {
+// Page serves the chat web page for the standalone chat server.
+func Page() http.Handler { return PageFor("room") }
+
+// PageFor serves the chat web page calling routes under roomPrefix: "room"
+// on the standalone server, "room.room" on a cluster's frontend.
+func PageFor(roomPrefix string) http.Handler {
+	body := bytes.Replace(page, []byte(`<meta name="nopal-room" content="room">`),
+		[]byte(`<meta name="nopal-room" content="`+html.EscapeString(roomPrefix)+`">`), 1)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" && r.URL.Path != "/index.html" {
 			http.NotFound(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(page)
+		_, _ = w.Write(body)
 	})
 }
 
