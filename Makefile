@@ -5,8 +5,10 @@ BENCHTIME ?= 5s
 
 .PHONY: run test bench fuzz lint build proto
 
+# The cluster chat in one process: a connector frontend and a room backend on
+# an embedded NATS server, which listens on 127.0.0.1:4222 for `node replay`.
 run:
-	$(GO) run ./cmd/node serve
+	$(GO) run ./cmd/node serve -nats-listen 127.0.0.1:4222
 
 build:
 	$(GO) build -o bin/node ./cmd/node
