@@ -70,6 +70,9 @@ type App struct {
 	validators []frontend.HandshakeValidator
 	acceptors  []frontend.Acceptor
 	routers    map[string]Router
+	modules    moduleList
+	stopCh     chan struct{}
+	stopOnce   sync.Once
 
 	mu      sync.Mutex
 	groups  groups.Service
@@ -77,6 +80,7 @@ type App struct {
 	cl      *cluster
 	cancel  context.CancelFunc
 	started bool
+	stopped bool
 }
 
 // New returns an App; register handlers and acceptors, then Start or Run it.
@@ -117,6 +121,7 @@ func New(cfg Config) (*App, error) {
 		remotes:  backend.NewRegistry(cfg.ServerType, codec.Auto{}, log),
 		pool:     session.NewPool(log),
 		routers:  map[string]Router{},
+		stopCh:   make(chan struct{}),
 	}
 	a.groups = groups.NewMemory(a)
 	return a, nil
@@ -246,9 +251,14 @@ func (a *App) Start(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
+	if err := a.initModules(ctx); err != nil {
+		cancel()
+		return err
+	}
 	if a.cfg.Cluster != nil {
 		cl, err := startCluster(ctx, a)
 		if err != nil {
+			_ = a.shutdownModules(ctx)
 			cancel()
 			return err
 		}
@@ -261,10 +271,12 @@ func (a *App) Start(ctx context.Context) error {
 	if a.IsFrontend() {
 		if err := a.startFrontend(ctx); err != nil {
 			a.stopCluster(ctx)
+			_ = a.shutdownModules(ctx)
 			cancel()
 			return err
 		}
 	}
+	a.afterInitModules(ctx)
 	return nil
 }
 
@@ -354,16 +366,19 @@ func mergeCodes(given, generated map[string]uint16) map[string]uint16 {
 // wait.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
-	fe, started := a.fe, a.started
+	fe, started, stopped := a.fe, a.started, a.stopped
+	a.stopped = true
 	a.mu.Unlock()
-	if !started {
+	if !started || stopped {
 		return nil
 	}
+	a.beforeShutdownModules(ctx)
 	var err error
 	if fe != nil {
 		err = fe.Shutdown(ctx)
 	}
 	a.stopCluster(ctx)
+	err = errors.Join(err, a.shutdownModules(ctx))
 	a.cancel()
 	return err
 }
@@ -384,7 +399,10 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("ready")
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-a.stopCh:
+	}
 	a.log.Info("shutting down: draining clients", "timeout", a.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
