@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nopal-dev/nopal/backend"
 	"github.com/nopal-dev/nopal/codec"
@@ -55,6 +56,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Cluster, when set, joins the cluster on the bus; nil runs standalone.
 	Cluster *ClusterConfig
+	// TracerProvider turns on OpenTelemetry tracing: a span per client
+	// request on the frontend, per forwarded call and RPC on both ends, with
+	// the W3C trace context in NATS headers. nil (the default) is off and
+	// costs nothing. metrics.TracerProviderFromEnv builds one from the
+	// standard OTEL_* variables (OTLP, e.g. to Jaeger).
+	TracerProvider trace.TracerProvider
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -70,6 +77,7 @@ type App struct {
 	validators []frontend.HandshakeValidator
 	acceptors  []frontend.Acceptor
 	routers    map[string]Router
+	tracer     *tracer
 	modules    moduleList
 	stopCh     chan struct{}
 	stopOnce   sync.Once
@@ -122,6 +130,7 @@ func New(cfg Config) (*App, error) {
 		pool:     session.NewPool(log),
 		routers:  map[string]Router{},
 		stopCh:   make(chan struct{}),
+		tracer:   newTracer(cfg.TracerProvider),
 	}
 	a.groups = groups.NewMemory(a)
 	return a, nil
@@ -328,7 +337,12 @@ func (a *App) startFrontend(ctx context.Context) error {
 
 // handle serves a client message: here when the route names this server,
 // else forwarded over the bus to a server of the route's type.
-func (a *App) handle(ctx context.Context, msg *codec.Message) ([]byte, error) {
+func (a *App) handle(ctx context.Context, msg *codec.Message) (out []byte, err error) {
+	if a.tracer != nil {
+		var span trace.Span
+		ctx, span = a.tracer.start(ctx, "nopal.handle", msg.Route, trace.SpanKindServer, msgAttrs(msg)...)
+		defer func() { finish(span, err) }()
+	}
 	if _, local := a.registry.Local(msg.Route); local {
 		out, _, err := a.registry.Handle(ctx, msg.Route, msg.Data)
 		return out, err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nopal-dev/nopal/bindings"
@@ -180,6 +182,11 @@ func (c *cluster) serveCall(m *nats.Msg) {
 		return
 	}
 	ctx := context.Background()
+	var span trace.Span
+	if t := c.app.tracer; t != nil {
+		ctx, span = t.start(t.extract(ctx, m.Header), "nopal.serve", call.Route, trace.SpanKindServer,
+			attribute.String("nopal.call_kind", call.Kind.String()), attribute.String("nopal.frontend", call.FrontendId))
+	}
 	if call.DeadlineUnixNano > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, call.DeadlineUnixNano))
@@ -199,6 +206,9 @@ func (c *cluster) serveCall(m *nats.Msg) {
 		out, _, err = c.app.remotes.Handle(ctx, call.Route, call.Payload)
 	default:
 		err = codec.NewError(codec.CodeBadRequest, fmt.Sprintf("nopal: unknown call kind %d", call.Kind), nil)
+	}
+	if span != nil {
+		finish(span, err)
 	}
 	if call.Notify || m.Reply == "" {
 		if err != nil {
@@ -249,7 +259,7 @@ func busError(route string, err error) error {
 }
 
 // request sends a call and waits for its reply.
-func (c *cluster) request(ctx context.Context, subject, route string, call *stream.Call) ([]byte, error) {
+func (c *cluster) request(ctx context.Context, subject, route string, call *stream.Call) (_ []byte, err error) {
 	if !c.bus.Connected() {
 		return nil, codec.NewError(codec.CodeServiceMissing, fmt.Sprintf("nopal: bus unavailable for %s", route), nil)
 	}
@@ -265,15 +275,23 @@ func (c *cluster) request(ctx context.Context, subject, route string, call *stre
 	if err != nil {
 		return nil, codec.WrapError(codec.CodeInternal, err)
 	}
+	out := &nats.Msg{Subject: subject, Data: data}
+	if t := c.app.tracer; t != nil {
+		var span trace.Span
+		ctx, span = t.start(ctx, "nopal.call", route, trace.SpanKindClient,
+			attribute.String("nopal.call_kind", call.Kind.String()), attribute.String("nats.subject", subject))
+		defer func() { finish(span, err) }()
+		out.Header = nats.Header{}
+		t.inject(ctx, out.Header)
+	}
+	c.rec.Record(subject, "", out.Header, data)
 	if call.Notify {
-		if err := c.bus.NC.Publish(subject, data); err != nil {
+		if err := c.bus.NC.PublishMsg(out); err != nil {
 			return nil, busError(route, err)
 		}
-		c.rec.Record(subject, "", nil, data)
 		return nil, nil
 	}
-	c.rec.Record(subject, "", nil, data)
-	msg, err := c.bus.NC.RequestWithContext(ctx, subject, data)
+	msg, err := c.bus.NC.RequestMsgWithContext(ctx, out)
 	if err != nil {
 		return nil, busError(route, err)
 	}
