@@ -227,14 +227,16 @@ func New(bus *stream.Bus, self Server, cfg Config) (*Discovery, error) {
 
 // Start provisions the bucket, puts this server, starts the heartbeats and
 // the watcher, and returns once the watcher has loaded the bucket's current
-// content: Servers() is complete when Start returns. A Discovery starts once.
+// content: Servers() is complete when Start returns. A Start that fails
+// before the initial load may be retried; once the heartbeats and watcher
+// have run (Start succeeded, or timed out waiting for the initial load), a
+// Discovery does not start again.
 func (d *Discovery) Start(ctx context.Context) error {
 	d.lifeMu.Lock()
 	defer d.lifeMu.Unlock()
 	if d.started {
 		return ErrState
 	}
-	d.started = true
 	kv, err := d.bus.KV(ctx, d.kvCfg)
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
@@ -255,9 +257,12 @@ func (d *Discovery) Start(ctx context.Context) error {
 
 	w, err := d.watch(ctx)
 	if err != nil {
-		d.abortStart()
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = d.deleteSelf(dctx)
 		return fmt.Errorf("discovery: watch: %w", err)
 	}
+	d.started = true
 	d.wg.Add(2)
 	go d.heartbeatLoop(rev)
 	go d.watchLoop(w)
@@ -377,9 +382,10 @@ func (d *Discovery) CountByType() map[string]int {
 
 // Subscribe calls f for every event, in order, on the watcher goroutine:
 // f must not block long (hand slow work to a goroutine of your own) and may
-// call the lookups, which already reflect the event. Subscribe before Start
-// to also get a Joined for every server found at start. cancel removes f; an
-// event being delivered concurrently may still reach it once.
+// call the lookups, which already reflect the event, but not Stop (which
+// waits for the watcher goroutine). Subscribe before Start to also get a
+// Joined for every server found at start. cancel removes f; an event being
+// delivered concurrently may still reach it once.
 func (d *Discovery) Subscribe(f func(Event)) (cancel func()) {
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
@@ -540,6 +546,10 @@ func (d *Discovery) watchLoop(w *watcher) {
 		reload = true
 		if w = d.newWatcher(wait); w == nil {
 			return
+		}
+		select { // this watcher answers any request made meanwhile
+		case <-d.rewatch:
+		default:
 		}
 	}
 }

@@ -75,7 +75,7 @@ func cluster(t *testing.T) (first *stream.Bus, join func(id string) *stream.Bus)
 	}
 }
 
-func server_(id, typ string) Server {
+func srv(id, typ string) Server {
 	return Server{ID: id, Type: typ, Hostname: "host-" + id, Version: "1"}
 }
 
@@ -196,7 +196,7 @@ func ids(list []Server) []string {
 
 func TestNewValidates(t *testing.T) {
 	bus := connectBus(t, stream.Config{ServerID: "a"})
-	good := server_("a", "room")
+	good := srv("a", "room")
 	tests := []struct {
 		name string
 		srv  Server
@@ -259,7 +259,7 @@ func TestJoin(t *testing.T) {
 	// The initial load reports the servers already there: only a itself.
 	ra.expect(t, 5*time.Second, "joined a")
 
-	b := start(t, join("b"), server_("b", "room"))
+	b := start(t, join("b"), srv("b", "room"))
 	// b's view is complete as soon as Start returns: no waiting.
 	if got := ids(b.Servers()); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("b sees %v", got)
@@ -268,7 +268,7 @@ func TestJoin(t *testing.T) {
 	if ev.Server.Type != "room" || ev.Server.Hostname != "host-b" || ev.Server.Version != "1" {
 		t.Fatalf("joined %+v", ev.Server)
 	}
-	start(t, join("c"), server_("c", "room"))
+	start(t, join("c"), srv("c", "room"))
 	ra.expect(t, 5*time.Second, "joined c")
 
 	for name, d := range map[string]*Discovery{"a": a, "b": b} {
@@ -332,10 +332,10 @@ func awaitServer(t *testing.T, d *Discovery, id string) {
 
 func TestUpdateMetadata(t *testing.T) {
 	busA, join := cluster(t)
-	a := start(t, busA, server_("a", "connector"))
+	a := start(t, busA, srv("a", "connector"))
 	ra := record(t, a)
 	busB := join("b")
-	b := start(t, busB, server_("b", "room"))
+	b := start(t, busB, srv("b", "room"))
 	ra.expect(t, 5*time.Second, "joined b")
 
 	ctx := context.Background()
@@ -364,9 +364,9 @@ func TestUpdateMetadata(t *testing.T) {
 
 func TestGracefulStopIsFast(t *testing.T) {
 	busA, join := cluster(t)
-	a := start(t, busA, server_("a", "connector"))
+	a := start(t, busA, srv("a", "connector"))
 	ra := record(t, a)
-	b := start(t, join("b"), server_("b", "room"))
+	b := start(t, join("b"), srv("b", "room"))
 	ra.expect(t, 5*time.Second, "joined b")
 
 	begin := time.Now()
@@ -395,10 +395,10 @@ func TestGracefulStopIsFast(t *testing.T) {
 
 func TestDeathByTTL(t *testing.T) {
 	busA, join := cluster(t)
-	a := start(t, busA, server_("a", "connector"))
+	a := start(t, busA, srv("a", "connector"))
 	ra := record(t, a)
 	busB := join("b")
-	b := start(t, busB, server_("b", "room"))
+	b := start(t, busB, srv("b", "room"))
 	ra.expect(t, 5*time.Second, "joined b")
 
 	// A watcher of the test's own gives the server's timestamps of b's
@@ -491,16 +491,16 @@ func TestRestartWithSameID(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			busA, join := cluster(t)
-			a := start(t, busA, server_("a", "connector"))
+			a := start(t, busA, srv("a", "connector"))
 			ra := record(t, a)
-			b := start(t, join("b"), server_("b", "room"))
+			b := start(t, join("b"), srv("b", "room"))
 			ra.expect(t, 5*time.Second, "joined b")
 
 			tc.end(t, b, b.bus)
 			if tc.gone != "" {
 				ra.expect(t, 10*time.Second, tc.gone)
 			}
-			again := server_("b", "room")
+			again := srv("b", "room")
 			again.Version = tc.version
 			busB2 := join("b2")
 			b2 := start(t, busB2, again)
@@ -524,10 +524,10 @@ func TestRestartWithSameID(t *testing.T) {
 
 func TestOwnKeyPurgedRejoins(t *testing.T) {
 	busA, join := cluster(t)
-	a := start(t, busA, server_("a", "connector"))
+	a := start(t, busA, srv("a", "connector"))
 	ra := record(t, a)
 	busB := join("b")
-	b := start(t, busB, server_("b", "room"))
+	b := start(t, busB, srv("b", "room"))
 	rb := record(t, b)
 	ra.expect(t, 5*time.Second, "joined b")
 
@@ -551,7 +551,7 @@ func TestOwnKeyPurgedRejoins(t *testing.T) {
 
 func TestSubscribeCancel(t *testing.T) {
 	busA, join := cluster(t)
-	a := start(t, busA, server_("a", "connector"))
+	a := start(t, busA, srv("a", "connector"))
 	var mu sync.Mutex
 	var got []string
 	cancel := a.Subscribe(func(e Event) {
@@ -560,10 +560,10 @@ func TestSubscribeCancel(t *testing.T) {
 		mu.Unlock()
 	})
 	ra := record(t, a) // subscribed after: sees the same events, later
-	start(t, join("b"), server_("b", "room"))
+	start(t, join("b"), srv("b", "room"))
 	ra.expect(t, 5*time.Second, "joined b")
 	cancel()
-	start(t, join("c"), server_("c", "room"))
+	start(t, join("c"), srv("c", "room"))
 	ra.expect(t, 5*time.Second, "joined c")
 	mu.Lock()
 	defer mu.Unlock()
@@ -574,7 +574,7 @@ func TestSubscribeCancel(t *testing.T) {
 
 func TestStartTwice(t *testing.T) {
 	bus := connectBus(t, stream.Config{ServerID: "a"})
-	d := start(t, bus, server_("a", "room"))
+	d := start(t, bus, srv("a", "room"))
 	if err := d.Start(context.Background()); !errors.Is(err, ErrState) {
 		t.Fatalf("second Start: %v", err)
 	}
@@ -588,12 +588,12 @@ func TestList(t *testing.T) {
 	if err != nil || len(list) != 0 {
 		t.Fatalf("before any server: %v, %v", list, err)
 	}
-	start(t, busA, server_("b", "room"))
-	d := start(t, join("x"), server_("a", "connector"))
+	start(t, busA, srv("b", "room"))
+	d := start(t, join("x"), srv("a", "connector"))
 	if err := d.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	start(t, join("y"), server_("c", "room"))
+	start(t, join("y"), srv("c", "room"))
 	list, err = List(ctx, busA)
 	if err != nil {
 		t.Fatal(err)
@@ -633,9 +633,9 @@ func TestServerRestart(t *testing.T) {
 	run(-1)
 	port := ns.Addr().(*net.TCPAddr).Port
 	log := testLogger(t)
-	a := start(t, connectBus(t, stream.Config{ServerID: "a", URL: ns.ClientURL(), Logger: log}), server_("a", "connector"))
+	a := start(t, connectBus(t, stream.Config{ServerID: "a", URL: ns.ClientURL(), Logger: log}), srv("a", "connector"))
 	ra := record(t, a)
-	b := start(t, connectBus(t, stream.Config{ServerID: "b", URL: ns.ClientURL(), Logger: log}), server_("b", "room"))
+	b := start(t, connectBus(t, stream.Config{ServerID: "b", URL: ns.ClientURL(), Logger: log}), srv("b", "room"))
 	rb := record(t, b)
 	ra.expect(t, 5*time.Second, "joined b")
 
