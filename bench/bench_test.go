@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nopal-dev/nopal/stream"
 )
 
 // TestMain lets the suite re-execute the test binary as its server
@@ -86,6 +89,112 @@ func TestServersInProcess(t *testing.T) {
 	}
 }
 
+// TestClusterInProcess checks the apps a cluster-server runs, in this
+// process: the frontend forwards the echo route to the backend, a push from
+// a request on frontend A reaches a uid bound on frontend B, a broadcast
+// reaches the group's members on both frontends, and traffic is recorded.
+func TestClusterInProcess(t *testing.T) {
+	ctx := context.Background()
+	p, err := startClusterApps(ctx, clusterServerConfig{
+		Roles: []string{backType, frontType, frontType}, Addr: "127.0.0.1:0",
+		Traffic: true, Heartbeat: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := p.shutdown(sctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	if len(p.fronts) != 2 {
+		t.Fatalf("frontends %q", p.fronts)
+	}
+	dial := func(addr string) *rawConn {
+		t.Helper()
+		c, err := dialNopal(addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	call := func(c *rawConn, route string, data []byte) []byte {
+		t.Helper()
+		req, err := buildRequest(route, 1, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.call(req, 1)
+		if err != nil {
+			t.Fatalf("%s: %v", route, err)
+		}
+		return out
+	}
+	a, b := dial(p.fronts[0]), dial(p.fronts[1])
+
+	ex, err := newRouteExchange(clusterEchoRoute, []byte("hello"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if err := a.roundTrip(ex); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	call(b, bindRoute, []byte(pushUID))
+	data := append(binary.BigEndian.AppendUint64(nil, 7), pushUID...)
+	reqPush, err := buildRequest(pushRoute, 1, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.Write(reqPush); err != nil {
+		t.Fatal(err)
+	}
+	route, got, err := b.readPush()
+	if err != nil || string(route) != pushOnRoute || !bytes.Equal(got, data) {
+		t.Fatalf("push on B: %q % x %v", route, got, err)
+	}
+	if failed, err := a.readResponse(1); err != nil || len(failed) != 0 {
+		t.Fatalf("push response: %q %v", failed, err)
+	}
+
+	m0, m1 := dial(p.fronts[0]), dial(p.fronts[1])
+	call(m0, joinRoute, []byte("m0"))
+	call(m1, joinRoute, []byte("m1"))
+	seq := binary.BigEndian.AppendUint64(nil, 3)
+	if failed := call(a, broadcastRoute, seq); string(failed) != "0" {
+		t.Fatalf("broadcast: %q unreachable", failed)
+	}
+	for i, m := range []*rawConn{m0, m1} {
+		route, got, err := m.readPush()
+		if err != nil || string(route) != broadcastOnRoute || !bytes.Equal(got, seq) {
+			t.Fatalf("member %d: %q % x %v", i, route, got, err)
+		}
+	}
+
+	bus := p.apps[0].Bus()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := bus.JS.Stream(ctx, bus.Name(stream.TrafficStream))
+		if err == nil {
+			info, err := st.Info(ctx)
+			if err == nil && info.State.Msgs > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing recorded in the traffic stream: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestSuiteSmall runs scenarios 1–3 at a tiny scale against real
 // subprocesses (this test binary, re-executed) and checks the figures and
 // the table.
@@ -138,6 +247,80 @@ func TestSuiteSmall(t *testing.T) {
 		"| scenario | metric | nopal | TCP-echo floor | ratio | target | ok |",
 		"GOMAXPROCS", "p50 latency (µs)", "throughput (req/s)", "server CPU per request (µs)",
 		"server RSS per conn (KB)", "requests measured",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	if strings.Contains(table, "ERRORS") {
+		t.Error("table reports errors")
+	}
+}
+
+// TestClusterSmall runs scenarios 5 (embedded deployment), 7 and 8 at a
+// tiny scale against real cluster-server subprocesses and checks that the
+// figures are positive and every broadcast reached every member.
+func TestClusterSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts cluster subprocesses and measures for a few seconds")
+	}
+	t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const members, broadcasts = 20, 10
+	var log bytes.Buffer
+	res, err := runSuite(exe, suiteOptions{
+		Duration: 200 * time.Millisecond, Warmup: 100 * time.Millisecond,
+		Conns: 4, Payload: 64, Rounds: 2, Heartbeat: time.Minute,
+		Scenarios: []int{5, 7, 8}, Deploys: []string{deployEmbedded},
+		PushSamples: 100, Members: members, Broadcasts: broadcasts,
+	}, &log)
+	t.Log(log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, set := range map[string]*LoadSet{"latency": res.ClusterLatency, "throughput": res.ClusterThroughput} {
+		if set == nil || len(set.Servers) != 1 {
+			t.Fatalf("scenario 5 %s: %+v", name, set)
+		}
+		for side, r := range map[string]LoadResult{"cluster": set.Servers[0].Result, "floor": set.Floor} {
+			if r.Requests <= 0 || r.ReqPerSec <= 0 || r.P50Us <= 0 || r.P99Us < r.P50Us || r.ServerCPUTicks < 0 || r.Windows != 2 {
+				t.Errorf("scenario 5 %s %s: %+v", name, side, r)
+			}
+		}
+		if got := set.Servers[0].Processes; len(got) != 1 {
+			t.Errorf("scenario 5 %s: processes %q, want the one embedded process", name, got)
+		}
+	}
+	if len(res.Push) != 1 {
+		t.Fatalf("scenario 7: %+v", res.Push)
+	}
+	for side, l := range map[string]LatencyStats{"push": res.Push[0].Push, "floor": res.Push[0].Floor} {
+		if l.Samples <= 0 || l.P50Us <= 0 || l.P99Us < l.P50Us {
+			t.Errorf("scenario 7 %s: %+v", side, l)
+		}
+	}
+	if len(res.Broadcast) != 1 {
+		t.Fatalf("scenario 8: %+v", res.Broadcast)
+	}
+	b := res.Broadcast[0]
+	if b.Members != members || b.Broadcasts <= 0 || b.Expected != b.Broadcasts*members || b.Delivered != b.Expected ||
+		b.FloorDelivered != b.Expected || b.Nopal.Samples != b.Broadcasts || b.Nopal.P50Us <= 0 || b.Floor.P50Us <= 0 {
+		t.Errorf("scenario 8: %+v", b)
+	}
+
+	var out bytes.Buffer
+	renderTable(&out, res)
+	table := out.String()
+	t.Log("\n" + table)
+	for _, want := range []string{
+		"5. cluster req/resp, embedded (1 process), 1 conn, 1 in flight",
+		"server CPU per request, all processes (µs)",
+		"7. push to a uid on the other frontend, embedded",
+		fmt.Sprintf("8. broadcast to %d members on 2 frontends, embedded", members),
+		fmt.Sprintf("pushes read (of %d)", b.Expected),
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q", want)

@@ -22,7 +22,9 @@ type child struct {
 	name     string
 	cmd      *exec.Cmd
 	stdin    io.WriteCloser
-	addr     string
+	addr     string   // the first ADDR
+	addrs    []string // every ADDR line before READY (startChildReady)
+	natsURL  string   // the NATS line, if any (startChildReady)
 	done     chan struct{}
 	waitErr  error // valid once done is closed
 	stopping atomic.Bool
@@ -31,6 +33,22 @@ type child struct {
 // startChild runs exe with args, its stderr going to stderr, and waits up
 // to timeout for the "ADDR " line on its stdout.
 func startChild(name, exe string, args []string, stderr io.Writer, timeout time.Duration) (*child, error) {
+	return startChildLines(name, exe, args, stderr, timeout, false)
+}
+
+// startChildReady is startChild for a cluster-server: it waits for the
+// "READY" line and keeps every "ADDR " line and the "NATS " line before it.
+func startChildReady(name, exe string, args []string, stderr io.Writer, timeout time.Duration) (*child, error) {
+	return startChildLines(name, exe, args, stderr, timeout, true)
+}
+
+// childLines is what a child printed up to the line the suite waited for.
+type childLines struct {
+	addrs   []string
+	natsURL string
+}
+
+func startChildLines(name, exe string, args []string, stderr io.Writer, timeout time.Duration, untilReady bool) (*child, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stderr = stderr
@@ -56,27 +74,44 @@ func startChild(name, exe string, args []string, stderr io.Writer, timeout time.
 		c.waitErr = cmd.Wait()
 		close(c.done)
 	}()
-	addrc := make(chan string, 1)
+	linesc := make(chan childLines, 1)
 	go func() {
 		defer pr.Close()
 		sc := bufio.NewScanner(pr)
+		var got childLines
+		sent := false
 		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
-				select {
-				case addrc <- strings.TrimSpace(a):
-				default:
-				}
+			if sent {
+				continue // keep draining
+			}
+			line := sc.Text()
+			if a, ok := strings.CutPrefix(line, "ADDR "); ok {
+				got.addrs = append(got.addrs, strings.TrimSpace(a))
+			} else if u, ok := strings.CutPrefix(line, "NATS "); ok {
+				got.natsURL = strings.TrimSpace(u)
+			}
+			if (!untilReady && len(got.addrs) > 0) || (untilReady && strings.TrimSpace(line) == "READY") {
+				linesc <- got
+				sent = true
 			}
 		}
 	}()
+	want := "ADDR"
+	if untilReady {
+		want = "READY"
+	}
 	select {
-	case c.addr = <-addrc:
+	case got := <-linesc:
+		c.addrs, c.natsURL = got.addrs, got.natsURL
+		if len(got.addrs) > 0 {
+			c.addr = got.addrs[0]
+		}
 		return c, nil
 	case <-c.done:
 		return nil, fmt.Errorf("%s exited before listening: %v", name, c.waitErr)
 	case <-time.After(timeout):
 		c.kill()
-		return nil, fmt.Errorf("%s: no ADDR line in %v", name, timeout)
+		return nil, fmt.Errorf("%s: no %s line in %v", name, want, timeout)
 	}
 }
 

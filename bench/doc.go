@@ -11,26 +11,41 @@
 //	go run ./bench suite -json -out bench.json  # also the raw figures as JSON
 //	go run ./bench suite -only 2 -cpuprofile /tmp/nopal.pprof
 //	go tool pprof -top /tmp/nopal.pprof       # where the Nopal server spent scenario 2
+//	go run ./bench suite -only 5 -deploy external -cluster-cpuprofile /tmp/c.pprof
+//	go tool pprof -top /tmp/c-5-external-front.pprof  # the external frontend in scenario 5
 //
 // Suite flags: -duration (measured time of each server in a load
 // scenario, default 5s), -rounds (5: the windows it is split into),
 // -warmup (500ms), -conns (64), -idle (5000), -payload (64 bytes),
 // -settle (1s), -start-runs (3), -compress and -heartbeat (passed to the
-// Nopal server), -only (scenarios to run, e.g. 1,3), -cpuprofile (of the
-// Nopal server during scenario 2), -json and -out (default bench.json).
-// The suite exits non-zero if any request failed, any connection dropped or
-// any server died; a missed target is only marked in the table.
+// Nopal server and the cluster frontends), -only (scenarios to run, e.g.
+// 1,3; default all eight), -cpuprofile (of the Nopal server during
+// scenario 2), -json and -out (default bench.json). For the cluster
+// scenarios: -deploy (the deployments of scenarios 5, 7 and 8, default
+// embedded,external), -push-samples (3000, scenario 7), -members (1000) and
+// -broadcasts (50, scenario 8), -cluster-cpuprofile (a base name: one CPU
+// profile per cluster process of scenarios 5 (its -conns run), 6, 7 and 8,
+// for the process's whole life, named after the scenario, the deployment
+// and the process, so c.pprof gives c-5-embedded-echo+front.pprof,
+// c-5-external-nats.pprof, c-5-external-echo.pprof, c-5-external-front.pprof,
+// c-6-traffic-on-echo+front.pprof, c-7-external-front-b.pprof, …).
+// The suite exits non-zero if any request failed, any connection dropped,
+// any server died or a broadcast did not reach every member; a missed
+// target is only marked in the table.
 //
 // The servers can also be run alone, for a profiler or another client:
 //
 //	go run ./bench server -addr 127.0.0.1:0 [-compress] [-heartbeat 60s] [-cpuprofile f]
 //	go run ./bench echo-server -addr 127.0.0.1:0
+//	go run ./bench cluster-server [-mode embedded] [-role echo,front] [-traffic=true] [-cpuprofile f]
+//	go run ./bench cluster-server -role nats [-nats-listen 127.0.0.1:0]
+//	go run ./bench cluster-server -mode external -nats nats://127.0.0.1:port -role echo|front
 //
-// Each prints exactly one line, "ADDR host:port", on stdout once it
-// listens, logs nothing below warn, and serves until its stdin is closed
-// (so it never outlives the suite that started it) or it gets SIGTERM or
-// SIGINT. Mind the stdin rule when starting one by hand: with </dev/null
-// it stops at once.
+// Each prints "ADDR host:port" on stdout once it listens (the server and
+// the echo-server exactly that one line), logs nothing below warn, and
+// serves until its stdin is closed (so it never outlives the suite that
+// started it) or it gets SIGTERM or SIGINT. Mind the stdin rule when
+// starting one by hand: with </dev/null it stops at once.
 //
 // `bench server` is a Nopal App of server type "bench" with one component,
 // "echo", whose raw handler Echo(ctx, in []byte) ([]byte, error) returns its
@@ -38,11 +53,32 @@
 // the floor: a plain TCP echo server, one goroutine per connection reading
 // into a 4 KiB buffer and writing back what it read.
 //
+// `bench cluster-server` runs Nopal cluster apps, each with
+// ClusterConfig.Traffic as -traffic (default true, as in `node serve`):
+// -role lists them, started in that order: "echo", the backend (server
+// type "echo": the raw echo handler as route echo.echo.echo, and a "bench"
+// component: echo.bench.bind binds the caller's session to the uid in the
+// payload, echo.bench.join binds it and adds the uid to the cluster group
+// "g", which the backend creates at start, echo.bench.push calls
+// SendPushToUsers with its payload, an 8-byte sequence number then a uid,
+// on route onP to that uid and answers the uids not reached, and
+// echo.bench.broadcast calls Groups().Broadcast of its payload on route
+// onB to "g" and answers how many members it missed); and "front", a
+// frontend (server type "front": a TCP acceptor on -addr, no handlers,
+// so every request is forwarded over the bus). With -mode embedded (the
+// default) the first app starts an embedded NATS server and the others
+// share it in-process (App.UseEmbedded, as `node serve` does); with -mode
+// external they connect to -nats over TCP. -role nats alone runs only a
+// NATS server with JetStream (stream.Connect with Embedded.Listen,
+// 127.0.0.1:0 unless -nats-listen says otherwise). The process prints an
+// "ADDR host:port" line per frontend in -role order, a "NATS url" line if
+// its embedded server listens, then "READY" once every app has started.
+//
 // # How it measures
 //
-// The suite builds nothing for scenarios 1–3: it re-executes its own binary
-// as the two servers, so each server's CPU time and memory are its own and
-// are read from /proc/<pid>/stat and /proc/<pid>/status. Every scenario
+// The suite builds nothing for scenarios 1–3 and 5–8: it re-executes its
+// own binary as the servers, so each server's CPU time and memory are its
+// own and are read from /proc/<pid>/stat and /proc/<pid>/status. Every scenario
 // runs on the floor and on Nopal back to back, against fresh server
 // processes. In the load scenarios (1 and 2) both servers run side by side
 // and are measured in alternating windows, floor, Nopal, Nopal, floor, …
@@ -80,8 +116,10 @@
 //     Nopal req/s ≥ 0.7 × floor; CPU per request ≤ 2 × floor. On a 2-core
 //     machine the load generator and the server share the cores, so req/s
 //     measures both; CPU per request is the server's alone and is the
-//     steadier figure. The JSON also holds the user/system split and the
-//     server's context switches per request.
+//     steadier figure. The JSON also holds the user/system split, the
+//     server's context switches per request and the load generator's own
+//     CPU time per request (the progress log prints them too): server and
+//     client CPU per request × req/s says how busy the cores were.
 //  3. Idle connections. -idle connections, spread over the source
 //     addresses 127.0.0.2 … 127.0.0.9, each handshaken (Nopal answered its
 //     handshake and got the ack) or, for the floor, answered one echoed
@@ -97,6 +135,61 @@
 //     127.0.0.1:0` timed from exec to the line containing msg=ready on its
 //     stderr, then SIGTERM; the median of -start-runs runs. The floor is the
 //     bench binary's echo-server timed to its ADDR line. Target < 1000 ms.
+//  5. Cluster request/response: client → frontend → bus → backend →
+//     frontend → client, route echo.echo.echo with the -payload bytes,
+//     traffic recording on, on each -deploy deployment: "embedded", one
+//     `cluster-server -mode embedded -role echo,front` process, and
+//     "external", three processes: a NATS server (`-role nats`), the
+//     backend and the frontend (`-mode external -nats <url>`). The floor
+//     and every deployment run side by side and are measured in the same
+//     alternating windows as scenarios 1 and 2 (floor, embedded, external,
+//     external, embedded, floor, …), once with 1 connection (p50, p99;
+//     target p50 ≤ 6 × floor) and once with -conns connections closed loop
+//     (req/s, p50, p99, and the server CPU per request summed over every
+//     process of the deployment, the NATS server included; targets req/s ≥
+//     0.4 × floor, CPU per request ≤ 8 × floor). Before measuring, the suite
+//     waits until the frontend answers the route (its discovery has the
+//     backend).
+//  6. Traffic recording on vs off: two embedded deployments, one with
+//     -traffic=true and one with -traffic=false, measured with -conns
+//     connections in the same alternating windows as the floor. The table
+//     gives req/s and CPU per request of both next to the floor, and the
+//     ratio of req/s on / off (target ≥ 0.8).
+//  7. Push to a uid bound on another frontend, on each deployment with two
+//     frontends A and B (embedded: one process `-role echo,front,front`;
+//     external: four processes). A client on B calls echo.bench.bind; a
+//     client on A then sends echo.bench.push requests one at a time, each
+//     with the next sequence number, and each sample is the time from just
+//     before the request is written on A to the push read on B (the same
+//     goroutine writes on A, reads B, then reads A's response, which must
+//     report the uid reached). Warm-up first waits until the backend's
+//     discovery has B (the response reports the uid unreached until then),
+//     then runs for -warmup. Up to -push-samples samples within -duration,
+//     in -rounds blocks alternating with blocks of as many 1-connection
+//     floor round trips (-payload bytes, as in scenario 1): p50, p99,
+//     target p50 ≤ 4 × the floor's p50; and the CPU time of all the
+//     cluster's processes per push over the push blocks, next to the floor
+//     server's per round trip over the floor blocks (the JSON adds the
+//     context switches of each).
+//  8. Broadcast to a cluster group across two frontends, on each
+//     deployment. -members clients, alternately on frontends A and B and
+//     spread over the source addresses 127.0.0.2 … 127.0.0.9, each call
+//     echo.bench.join (bind to m<i> and join group "g"), 32 at a time; the
+//     floor gets as many connections. One goroutine per connection reads
+//     pushes. A trigger client on A (not a member) sends
+//     echo.bench.broadcast with a sequence number; a broadcast's time runs
+//     from just before that request is written to the moment the last
+//     member read the push (the max over receivers), and the response
+//     must report no member missed. The floor is a fan-out: the load
+//     generator writes the same 17-byte packet to each of its connections
+//     of the echo server, one after the other, timed to the last echo read;
+//     it shows what delivering that many packets to that many goroutines
+//     costs this machine. Floor and Nopal alternate, up to -broadcasts each
+//     within 2 × -duration, after a warm-up (sequence 0, until one
+//     broadcast reaches everybody, then -warmup). p50 and p99 (target p99 ≤
+//     20 ms), and the pushes read, which must be exactly broadcasts ×
+//     members: a broadcast that does not reach every member within 5 s, a
+//     duplicate or a stray push fails the scenario (and the suite).
 //
 // # Why ratios
 //
@@ -108,6 +201,10 @@
 // The ratio says what Nopal costs above a goroutine-per-connection echo,
 // the least any Go TCP server can do; it is the figure to compare across
 // runs and machines, and the one the targets are written against (except
-// memory and start time, whose targets are absolute). BENCHMARKS.md records
+// memory, start time and broadcast latency, whose targets are absolute).
+// In the cluster scenarios the load generator, the floor and every process
+// of the cluster share the same cores, so the external deployment, with
+// three or four server processes, pays for its extra process hops and
+// context switches in latency and in CPU. BENCHMARKS.md records
 // the latest table with the command that made it.
 package main

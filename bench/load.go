@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -24,8 +25,9 @@ type LoadResult struct {
 	P90Us         float64 `json:"p90_us"`
 	P99Us         float64 `json:"p99_us"`
 	MaxUs         float64 `json:"max_us"`
-	// ServerCPUTicks is utime+stime of the server process over the
-	// windows, in 1/100 s; ServerCPUUsPerReq divides it by Requests.
+	// ServerCPUTicks is utime+stime of the server process (summed over
+	// every process of a cluster deployment) over the windows, in 1/100 s;
+	// ServerCPUUsPerReq divides it by Requests.
 	ServerCPUTicks    int64   `json:"server_cpu_ticks"`
 	ServerUserTicks   int64   `json:"server_user_ticks"`
 	ServerSysTicks    int64   `json:"server_sys_ticks"`
@@ -34,6 +36,10 @@ type LoadResult struct {
 	// (voluntary and involuntary, all threads) over the windows / Requests:
 	// roughly how many times a server thread slept and woke per request.
 	ServerCtxSwitchesPerReq float64 `json:"server_ctx_switches_per_req"`
+	// ClientCPUUsPerReq is the load generator's own CPU time (the suite
+	// process, utime+stime) over the windows / Requests: with the server's,
+	// it tells whether the machine's cores were saturated.
+	ClientCPUUsPerReq float64 `json:"client_cpu_us_per_req"`
 }
 
 // maxPerConn bounds the requests one connection makes in a window, on top
@@ -44,7 +50,7 @@ const maxPerConn = 20_000_000
 // every window's latencies go to the same per-connection slices.
 type loader struct {
 	ex    *exchange
-	pid   int // the server process, for its CPU time
+	pids  []int // the server processes, for their CPU time
 	total time.Duration
 	conns []*rawConn
 	lats  [][]int64
@@ -52,13 +58,15 @@ type loader struct {
 	windows           int
 	seconds           float64
 	user, sys, ctxsws int64
+	client            int64 // the suite's own utime+stime
 }
 
 // newLoader dials (and, for Nopal, handshakes) n connections to addr.
-// total is the measured time all windows will add up to, used to size the
-// latency slices once.
-func newLoader(addr string, ex *exchange, n, pid int, total time.Duration) (*loader, error) {
-	l := &loader{ex: ex, pid: pid, total: total, lats: make([][]int64, n)}
+// pids are the server's processes, whose CPU time is summed. total is the
+// measured time all windows will add up to, used to size the latency slices
+// once.
+func newLoader(addr string, ex *exchange, n int, pids []int, total time.Duration) (*loader, error) {
+	l := &loader{ex: ex, pids: pids, total: total, lats: make([][]int64, n)}
 	for range n {
 		c, err := dialRaw(addr, nil, 5*time.Second)
 		if err != nil {
@@ -86,7 +94,7 @@ func (l *loader) Close() {
 // window runs one goroutine per connection in a closed loop: warm-up until
 // t0, then each request started in [t0, t0+d) is timed into the
 // connection's own preallocated slice. The server's CPU time and context
-// switches are read at t0 and t0+d.
+// switches (of every server process) are read at t0 and t0+d.
 func (l *loader) window(warmup, d time.Duration) error {
 	t0 := time.Now().Add(warmup)
 	t1 := t0.Add(d)
@@ -103,13 +111,15 @@ func (l *loader) window(warmup, d time.Duration) error {
 		}()
 	}
 	time.Sleep(time.Until(t0))
-	u0, s0, err0 := cpuTimes(l.pid)
-	cs0, err1 := ctxSwitches(l.pid)
+	u0, s0, err0 := cpuTimesAll(l.pids)
+	cs0, err1 := ctxSwitchesAll(l.pids)
+	cu0, cst0, err4 := cpuTimes(os.Getpid())
 	time.Sleep(time.Until(t1))
-	u1, s1, err2 := cpuTimes(l.pid)
-	cs1, err3 := ctxSwitches(l.pid)
+	u1, s1, err2 := cpuTimesAll(l.pids)
+	cs1, err3 := ctxSwitchesAll(l.pids)
+	cu1, cst1, err5 := cpuTimes(os.Getpid())
 	wg.Wait()
-	if err := errors.Join(err0, err1, err2, err3); err != nil {
+	if err := errors.Join(err0, err1, err2, err3, err4, err5); err != nil {
 		return fmt.Errorf("server CPU time: %w", err)
 	}
 	var failed []error
@@ -126,6 +136,7 @@ func (l *loader) window(warmup, d time.Duration) error {
 	l.user += u1 - u0
 	l.sys += s1 - s0
 	l.ctxsws += cs1 - cs0
+	l.client += cu1 + cst1 - cu0 - cst0
 	return nil
 }
 
@@ -163,6 +174,7 @@ func (l *loader) result() (LoadResult, error) {
 	res.ServerCPUTicks = l.user + l.sys
 	res.ServerCPUUsPerReq = float64(res.ServerCPUTicks) * 1e6 / clkTck / float64(n)
 	res.ServerCtxSwitchesPerReq = float64(l.ctxsws) / float64(n)
+	res.ClientCPUUsPerReq = float64(l.client) * 1e6 / clkTck / float64(n)
 	return res, nil
 }
 

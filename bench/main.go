@@ -13,6 +13,9 @@ const usage = `usage: bench <command> [flags]
 commands:
   server       run the Nopal echo server (route echo.echo) and print "ADDR host:port"
   echo-server  run the plain TCP echo server (the floor) and print "ADDR host:port"
+  cluster-server
+               run cluster apps (a backend "echo", frontends "front") or a NATS
+               server; print "ADDR host:port" per frontend, "NATS url", "READY"
   suite        run every scenario against both servers and print one table
 
 Servers serve until stdin is closed or they get SIGTERM/SIGINT.
@@ -39,6 +42,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdServer(args[1:], stdin, stdout, stderr)
 	case "echo-server":
 		return cmdEchoServer(args[1:], stdin, stdout, stderr)
+	case "cluster-server":
+		return cmdClusterServer(args[1:], stdin, stdout, stderr)
 	case "suite":
 		return cmdSuite(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -40,6 +40,32 @@ func cpuTimes(pid int) (utime, stime int64, err error) {
 	return utime, stime, nil
 }
 
+// cpuTimesAll sums cpuTimes over several processes.
+func cpuTimesAll(pids []int) (utime, stime int64, err error) {
+	for _, pid := range pids {
+		u, s, err := cpuTimes(pid)
+		if err != nil {
+			return 0, 0, err
+		}
+		utime += u
+		stime += s
+	}
+	return utime, stime, nil
+}
+
+// ctxSwitchesAll sums ctxSwitches over several processes.
+func ctxSwitchesAll(pids []int) (int64, error) {
+	var total int64
+	for _, pid := range pids {
+		n, err := ctxSwitches(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
 // ctxSwitches returns the context switches (voluntary and not) of every
 // thread of process pid so far. Threads that exited are not counted; Go
 // rarely ends threads.

@@ -28,10 +28,24 @@ type suiteOptions struct {
 	Rounds    int           `json:"rounds"`
 	Compress  bool          `json:"compress"`
 	Heartbeat time.Duration `json:"heartbeat_ns"`
-	// Scenarios to run (1–4); empty: all.
+	// Scenarios to run (1–8); empty: all.
 	Scenarios []int `json:"scenarios"`
 	// CPUProfile, if set, is passed to the Nopal server of scenario 2.
 	CPUProfile string `json:"cpuprofile,omitempty"`
+	// Deploys are the cluster deployments of scenarios 5, 7 and 8
+	// (embedded, external); empty: both.
+	Deploys []string `json:"deployments"`
+	// PushSamples bounds the pushes of scenario 7 (per deployment).
+	PushSamples int `json:"push_samples"`
+	// Members and Broadcasts size scenario 8.
+	Members    int `json:"members"`
+	Broadcasts int `json:"broadcasts"`
+	// ClusterCPUProfile, if set, is the base name of the CPU profiles of
+	// the cluster processes of scenarios 5 (its -conns run), 6, 7 and 8:
+	// one per process, named after the scenario, the deployment and the
+	// process (c.pprof gives c-5-embedded-echo+front.pprof,
+	// c-5-external-nats.pprof, c-7-external-front-b.pprof, …).
+	ClusterCPUProfile string `json:"cluster_cpuprofile,omitempty"`
 }
 
 func (o *suiteOptions) runs(n int) bool {
@@ -86,8 +100,16 @@ type Results struct {
 	Throughput *Pair[LoadResult]  `json:"throughput,omitempty"` // scenario 2
 	Idle       *Pair[IdleResult]  `json:"idle,omitempty"`       // scenario 3
 	Start      *Pair[StartResult] `json:"start,omitempty"`      // scenario 4
-	Rows       []Row              `json:"rows"`
-	Errors     []string           `json:"errors,omitempty"`
+	// Scenario 5: the cluster echo on each deployment, 1 connection and
+	// -conns connections.
+	ClusterLatency    *LoadSet `json:"cluster_latency,omitempty"`
+	ClusterThroughput *LoadSet `json:"cluster_throughput,omitempty"`
+	// Scenario 6: the embedded cluster with traffic recording on and off.
+	Traffic   *LoadSet          `json:"traffic,omitempty"`
+	Push      []PushResult      `json:"push,omitempty"`      // scenario 7
+	Broadcast []BroadcastResult `json:"broadcast,omitempty"` // scenario 8
+	Rows      []Row             `json:"rows"`
+	Errors    []string          `json:"errors,omitempty"`
 }
 
 func cmdSuite(args []string, stdout, stderr io.Writer) error {
@@ -104,8 +126,13 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating floor/Nopal windows per load scenario (each -duration/rounds long)")
 	fs.BoolVar(&o.Compress, "compress", false, "run the Nopal server with -compress")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
-	only := fs.String("only", "", "comma-separated scenarios to run (1-4; default all)")
+	only := fs.String("only", "", "comma-separated scenarios to run (1-8; default all)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Nopal server during scenario 2 to this file")
+	deploys := fs.String("deploy", strings.Join(deployments, ","), "cluster deployments of scenarios 5, 7 and 8 (embedded, external)")
+	fs.IntVar(&o.PushSamples, "push-samples", 3000, "most pushes measured per deployment in scenario 7")
+	fs.IntVar(&o.Members, "members", 1000, "group members of scenario 8 (spread over 2 frontends)")
+	fs.IntVar(&o.Broadcasts, "broadcasts", 50, "most broadcasts measured per deployment in scenario 8")
+	fs.StringVar(&o.ClusterCPUProfile, "cluster-cpuprofile", "", "base name of CPU profiles of the cluster processes of scenarios 5 (-conns run), 6, 7 and 8 (one file per process)")
 	asJSON := fs.Bool("json", false, "also write the raw figures as JSON to -out")
 	out := fs.String("out", "bench.json", "JSON output file (with -json)")
 	if err := fs.Parse(args); err != nil {
@@ -117,14 +144,24 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	if *only != "" {
 		for f := range strings.SplitSeq(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || n > 4 {
+			if err != nil || n < 1 || n > 8 {
 				return fmt.Errorf("suite: -only: bad scenario %q", f)
 			}
 			o.Scenarios = append(o.Scenarios, n)
 		}
 	}
-	if o.Duration <= 0 || o.Conns <= 0 || o.Idle <= 0 || o.Payload < 0 || o.StartRuns <= 0 || o.Rounds <= 0 {
-		return errors.New("suite: -duration, -conns, -idle, -rounds and -start-runs must be positive, -payload not negative")
+	for _, d := range splitList(*deploys) {
+		if d != deployEmbedded && d != deployExternal {
+			return fmt.Errorf("suite: -deploy: bad deployment %q (embedded, external)", d)
+		}
+		o.Deploys = append(o.Deploys, d)
+	}
+	if len(o.Deploys) == 0 {
+		return errors.New("suite: -deploy: no deployment")
+	}
+	if o.Duration <= 0 || o.Conns <= 0 || o.Idle <= 0 || o.Payload < 0 || o.StartRuns <= 0 || o.Rounds <= 0 ||
+		o.PushSamples <= 0 || o.Members <= 0 || o.Broadcasts <= 0 {
+		return errors.New("suite: -duration, -conns, -idle, -rounds, -start-runs, -push-samples, -members and -broadcasts must be positive, -payload not negative")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -159,6 +196,18 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 	}
 	if o.Rounds <= 0 {
 		o.Rounds = 1
+	}
+	if len(o.Deploys) == 0 {
+		o.Deploys = deployments
+	}
+	if o.PushSamples <= 0 {
+		o.PushSamples = 3000
+	}
+	if o.Members <= 0 {
+		o.Members = 1000
+	}
+	if o.Broadcasts <= 0 {
+		o.Broadcasts = 50
 	}
 	nofile, err := raiseNofile()
 	if err != nil {
@@ -228,6 +277,60 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 			fmt.Fprintf(log, "  go build ./cmd/node %.0f ms; node ready %v ms; floor %v ms\n", n.BuildMs, n.RunsMs, f.RunsMs)
 		}
 	}
+	if o.runs(5) {
+		var specs []clusterSpec
+		for _, d := range o.Deploys {
+			specs = append(specs, clusterSpec{name: d, kind: d, traffic: true})
+		}
+		fmt.Fprintf(log, "scenario 5: cluster request/response (%s), 1 connection, %v each\n", strings.Join(o.Deploys, ", "), o.Duration)
+		if set, err := servers.clusterLoad(payload, 1, specs, ""); err != nil {
+			fail("5", err)
+		} else {
+			res.ClusterLatency = set
+		}
+		fmt.Fprintf(log, "scenario 5: cluster request/response (%s), %d connections, %v each\n", strings.Join(o.Deploys, ", "), o.Conns, o.Duration)
+		if set, err := servers.clusterLoad(payload, o.Conns, specs, profilePath(o.ClusterCPUProfile, "5")); err != nil {
+			fail("5", err)
+		} else {
+			res.ClusterThroughput = set
+		}
+	}
+	if o.runs(6) {
+		fmt.Fprintf(log, "scenario 6: traffic recording on vs off (embedded), %d connections, %v each\n", o.Conns, o.Duration)
+		specs := []clusterSpec{
+			{name: "traffic on", kind: deployEmbedded, traffic: true},
+			{name: "traffic off", kind: deployEmbedded, traffic: false},
+		}
+		if set, err := servers.clusterLoad(payload, o.Conns, specs, profilePath(o.ClusterCPUProfile, "6")); err != nil {
+			fail("6", err)
+		} else {
+			res.Traffic = set
+		}
+	}
+	if o.runs(7) {
+		for _, d := range o.Deploys {
+			fmt.Fprintf(log, "scenario 7: push to a uid on another frontend (%s), up to %d samples in %v\n", d, o.PushSamples, o.Duration)
+			r, err := servers.pushLatency(d, payload)
+			if err != nil {
+				fail("7 ("+d+")", err)
+				continue
+			}
+			res.Push = append(res.Push, r)
+		}
+	}
+	if o.runs(8) {
+		for _, d := range o.Deploys {
+			fmt.Fprintf(log, "scenario 8: broadcast to a %d-member group on 2 frontends (%s), up to %d broadcasts\n", o.Members, d, o.Broadcasts)
+			r, err := servers.broadcastRun(d)
+			if err != nil {
+				fail("8 ("+d+")", err)
+				if r.Expected == 0 {
+					continue
+				}
+			}
+			res.Broadcast = append(res.Broadcast, r)
+		}
+	}
 	res.Rows = buildRows(res)
 	return res, errors.Join(errs...)
 }
@@ -268,25 +371,83 @@ func (s suiteServers) start(nopal bool, cpuprofile string) (*child, error) {
 // rewarm is the warm-up before every window after a server's first.
 const rewarm = 50 * time.Millisecond
 
-// loadPair runs the floor and Nopal servers side by side and measures them
-// in alternating windows (floor, Nopal, Nopal, floor, …: -rounds of each,
-// -duration in all per server), so that a noisy neighbour or a clock change
-// hits both alike.
-func (s suiteServers) loadPair(payload []byte, conns int, cpuprofile string) (*Pair[LoadResult], error) {
+// loadTarget is one server of an alternating-window measurement.
+type loadTarget struct {
+	name string
+	addr string
+	ex   *exchange
+	pids []int // every process of the server, for the CPU time
+}
+
+// measureLoad opens conns connections to every target and measures them
+// side by side in alternating windows (targets in order, then in reverse
+// order, …: -rounds windows of -duration/-rounds each per target), so that
+// a noisy neighbour or a clock change hits all alike. It returns one result
+// per target.
+func (s suiteServers) measureLoad(targets []loadTarget, conns int) ([]LoadResult, error) {
 	rounds := max(1, min(s.o.Rounds, int(s.o.Duration/(50*time.Millisecond))))
 	slice := s.o.Duration / time.Duration(rounds)
-	var loaders [2]*loader
-	var srvs [2]*child
+	loaders := make([]*loader, len(targets))
 	defer func() {
-		for i := range 2 {
-			if loaders[i] != nil {
-				loaders[i].Close()
-			}
-			if srvs[i] != nil && srvs[i].alive() {
-				srvs[i].kill()
+		for _, l := range loaders {
+			if l != nil {
+				l.Close()
 			}
 		}
 	}()
+	for i, t := range targets {
+		var err error
+		if loaders[i], err = newLoader(t.addr, t.ex, conns, t.pids, slice*time.Duration(rounds)); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	for r := range rounds {
+		for k := range targets {
+			i := k
+			if r%2 == 1 {
+				i = len(targets) - 1 - k
+			}
+			warm := min(rewarm, s.o.Warmup)
+			if loaders[i].windows == 0 {
+				warm = s.o.Warmup
+			}
+			if err := loaders[i].window(warm, slice); err != nil {
+				return nil, fmt.Errorf("%s: %w", targets[i].name, err)
+			}
+		}
+	}
+	out := make([]LoadResult, len(targets))
+	for i, t := range targets {
+		r, err := loaders[i].result()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.name, err)
+		}
+		out[i] = r
+		s.logLoad(t.name, r)
+	}
+	return out, nil
+}
+
+// logLoad prints one target's figures to the progress log.
+func (s suiteServers) logLoad(name string, r LoadResult) {
+	fmt.Fprintf(s.log, "  %-20s %8d requests measured in %d windows, %9.0f req/s, p50 %7.1f µs, p99 %7.1f µs, server CPU %5.1f µs/req (user %d sys %d ticks), %.2f ctx switches/req, client CPU %5.1f µs/req\n",
+		name, r.Requests, r.Windows, r.ReqPerSec, r.P50Us, r.P99Us,
+		r.ServerCPUUsPerReq, r.ServerUserTicks, r.ServerSysTicks, r.ServerCtxSwitchesPerReq, r.ClientCPUUsPerReq)
+}
+
+// loadPair runs the floor and Nopal servers side by side and measures them
+// in alternating windows (floor, Nopal, Nopal, floor, …: -rounds of each,
+// -duration in all per server).
+func (s suiteServers) loadPair(payload []byte, conns int, cpuprofile string) (*Pair[LoadResult], error) {
+	var srvs [2]*child
+	defer func() {
+		for _, c := range srvs {
+			if c != nil && c.alive() {
+				c.kill()
+			}
+		}
+	}()
+	targets := make([]loadTarget, 2)
 	for i, nopal := range []bool{false, true} {
 		ex, err := newExchange(payload, nopal)
 		if err != nil {
@@ -295,44 +456,20 @@ func (s suiteServers) loadPair(payload []byte, conns int, cpuprofile string) (*P
 		if srvs[i], err = s.start(nopal, cpuprofile); err != nil {
 			return nil, err
 		}
-		if loaders[i], err = newLoader(srvs[i].addr, ex, conns, srvs[i].pid(), slice*time.Duration(rounds)); err != nil {
-			return nil, fmt.Errorf("%s: %w", srvs[i].name, err)
-		}
+		targets[i] = loadTarget{name: []string{"echo-server", "nopal server"}[i], addr: srvs[i].addr, ex: ex, pids: []int{srvs[i].pid()}}
 	}
-	for r := range rounds {
-		order := []int{0, 1}
-		if r%2 == 1 {
-			order = []int{1, 0}
-		}
-		for _, i := range order {
-			warm := min(rewarm, s.o.Warmup)
-			if loaders[i].windows == 0 {
-				warm = s.o.Warmup
-			}
-			if err := loaders[i].window(warm, slice); err != nil {
-				return nil, fmt.Errorf("%s: %w", srvs[i].name, err)
-			}
-		}
+	res, err := s.measureLoad(targets, conns)
+	if err != nil {
+		return nil, err
 	}
-	var p Pair[LoadResult]
-	for i, dst := range []*LoadResult{&p.Floor, &p.Nopal} {
-		r, err := loaders[i].result()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", srvs[i].name, err)
-		}
-		*dst = r
-		loaders[i].Close()
-		loaders[i] = nil
-		err = srvs[i].stop()
+	for i := range srvs {
+		err := srvs[i].stop()
 		srvs[i] = nil
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(s.log, "  %-12s %8d requests measured in %d windows, %9.0f req/s, p50 %7.1f µs, p99 %7.1f µs, server CPU %5.1f µs/req (user %d sys %d ticks), %.2f ctx switches/req\n",
-			[]string{"echo-server", "nopal server"}[i], r.Requests, r.Windows, r.ReqPerSec, r.P50Us, r.P99Us,
-			r.ServerCPUUsPerReq, r.ServerUserTicks, r.ServerSysTicks, r.ServerCtxSwitchesPerReq)
 	}
-	return &p, nil
+	return &Pair[LoadResult]{Floor: res[0], Nopal: res[1]}, nil
 }
 
 // idlePair runs the idle scenario on the floor, then on Nopal.
@@ -402,6 +539,57 @@ func buildRows(r *Results) []Row {
 		pair(sc, "exec to ready (ms, median)", p.Nopal.MedianMs, p.Floor.MedianMs, 1, "< 1000 ms", okp(p.Nopal.MedianMs < 1000))
 		rows = append(rows, Row{Scenario: sc, Metric: "go build ./cmd/node (ms)", Nopal: p.Nopal.BuildMs, prec: 0})
 	}
+	if set := r.ClusterLatency; set != nil {
+		f := set.Floor
+		for _, sv := range set.Servers {
+			n := sv.Result
+			sc := fmt.Sprintf("5. cluster req/resp, %s (%s), 1 conn, 1 in flight", sv.Name, sv.Describe)
+			pair(sc, "p50 latency (µs)", n.P50Us, f.P50Us, 1, "≤ 6× floor", okp(n.P50Us <= 6*f.P50Us))
+			pair(sc, "p99 latency (µs)", n.P99Us, f.P99Us, 1, "", nil)
+			pair(sc, "requests measured", float64(n.Requests), float64(f.Requests), 0, "", nil)
+		}
+	}
+	if set := r.ClusterThroughput; set != nil {
+		f := set.Floor
+		for _, sv := range set.Servers {
+			n := sv.Result
+			sc := fmt.Sprintf("5. cluster req/resp, %s (%s), %d conns closed loop", sv.Name, sv.Describe, n.Conns)
+			pair(sc, "throughput (req/s)", n.ReqPerSec, f.ReqPerSec, 0, "≥ 0.4× floor", okp(n.ReqPerSec >= 0.4*f.ReqPerSec))
+			pair(sc, "p50 latency (µs)", n.P50Us, f.P50Us, 1, "", nil)
+			pair(sc, "p99 latency (µs)", n.P99Us, f.P99Us, 1, "", nil)
+			pair(sc, "server CPU per request, all processes (µs)", n.ServerCPUUsPerReq, f.ServerCPUUsPerReq, 2, "≤ 8× floor",
+				okp(n.ServerCPUUsPerReq <= 8*f.ServerCPUUsPerReq))
+			pair(sc, "requests measured", float64(n.Requests), float64(f.Requests), 0, "", nil)
+		}
+	}
+	if set := r.Traffic; set != nil && len(set.Servers) == 2 {
+		f, on, off := set.Floor, set.Servers[0].Result, set.Servers[1].Result
+		sc := fmt.Sprintf("6. traffic recording, embedded (%s), %d conns closed loop", set.Servers[0].Describe, on.Conns)
+		pair(sc, "throughput, traffic on (req/s)", on.ReqPerSec, f.ReqPerSec, 0, "", nil)
+		pair(sc, "throughput, traffic off (req/s)", off.ReqPerSec, f.ReqPerSec, 0, "", nil)
+		ratio := 0.0
+		if off.ReqPerSec > 0 {
+			ratio = on.ReqPerSec / off.ReqPerSec
+		}
+		rows = append(rows, Row{Scenario: sc, Metric: "throughput on / off", Nopal: ratio, Target: "≥ 0.8", OK: okp(ratio >= 0.8), prec: 2})
+		pair(sc, "server CPU per request, traffic on (µs)", on.ServerCPUUsPerReq, f.ServerCPUUsPerReq, 2, "", nil)
+		pair(sc, "server CPU per request, traffic off (µs)", off.ServerCPUUsPerReq, f.ServerCPUUsPerReq, 2, "", nil)
+	}
+	for _, p := range r.Push {
+		sc := fmt.Sprintf("7. push to a uid on the other frontend, %s (%s)", p.Deploy, p.Describe)
+		pair(sc, "request on A → push on B, p50 (µs)", p.Push.P50Us, p.Floor.P50Us, 1, "≤ 4× floor", okp(p.Push.P50Us <= 4*p.Floor.P50Us))
+		pair(sc, "request on A → push on B, p99 (µs)", p.Push.P99Us, p.Floor.P99Us, 1, "", nil)
+		pair(sc, "server CPU per sample, all processes (µs)", p.ServerCPUUsPerPush, p.FloorCPUUsPerReq, 1, "", nil)
+		pair(sc, "samples", float64(p.Push.Samples), float64(p.Floor.Samples), 0, "", nil)
+	}
+	for _, b := range r.Broadcast {
+		sc := fmt.Sprintf("8. broadcast to %d members on %d frontends, %s (%s)", b.Members, b.Frontends, b.Deploy, b.Describe)
+		pair(sc, "trigger → last member read, p50 (ms)", b.Nopal.P50Us/1e3, b.Floor.P50Us/1e3, 2, "", nil)
+		pair(sc, "trigger → last member read, p99 (ms)", b.Nopal.P99Us/1e3, b.Floor.P99Us/1e3, 2, "≤ 20 ms", okp(b.Nopal.Samples > 0 && b.Nopal.P99Us <= 20e3))
+		pair(sc, fmt.Sprintf("pushes read (of %d)", b.Expected), float64(b.Delivered), float64(b.FloorDelivered), 0,
+			fmt.Sprintf("all %d", b.Expected), okp(b.Expected > 0 && b.Delivered == b.Expected))
+		pair(sc, "broadcasts measured", float64(b.Nopal.Samples), float64(b.Floor.Samples), 0, "", nil)
+	}
 	return rows
 }
 
@@ -412,8 +600,13 @@ func renderTable(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "go: %s %s/%s, GOMAXPROCS %d (NumCPU %d)\n", e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.NumCPU)
 	fmt.Fprintf(w, "cpu: %s; kernel %s; RLIMIT_NOFILE %d\n", e.CPUModel, e.Kernel, e.NoFile)
 	o := r.Options
-	fmt.Fprintf(w, "options: duration %v in %d alternating windows, warm-up %v, conns %d, idle %d, payload %d B, compress %v, heartbeat %v\n\n",
+	fmt.Fprintf(w, "options: duration %v in %d alternating windows, warm-up %v, conns %d, idle %d, payload %d B, compress %v, heartbeat %v\n",
 		o.Duration, o.Rounds, o.Warmup, o.Conns, o.Idle, o.Payload, o.Compress, o.Heartbeat)
+	if o.runs(5) || o.runs(6) || o.runs(7) || o.runs(8) {
+		fmt.Fprintf(w, "cluster: deployments %s, traffic recording on (scenario 6: on and off), push samples %d, members %d, broadcasts %d\n",
+			strings.Join(o.Deploys, ", "), o.PushSamples, o.Members, o.Broadcasts)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| scenario | metric | nopal | TCP-echo floor | ratio | target | ok |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---|---|")
 	for _, row := range r.Rows {

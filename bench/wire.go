@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -169,9 +170,14 @@ const (
 // the Nopal server answers with a Response; the echo floor sends the same
 // bytes back.
 func newExchange(payload []byte, nopal bool) (*exchange, error) {
+	return newRouteExchange(echoRoute, payload, nopal)
+}
+
+// newRouteExchange is newExchange for a route whose handler echoes its
+// payload (clusterEchoRoute).
+func newRouteExchange(route string, payload []byte, nopal bool) (*exchange, error) {
 	const id = 1
-	mc := &codec.MessageCodec{}
-	req, err := mc.AppendPacket(nil, &codec.Message{Type: codec.Request, ID: id, Route: echoRoute, Data: payload})
+	req, err := buildRequest(route, id, payload)
 	if err != nil {
 		return nil, err
 	}
@@ -217,4 +223,85 @@ func (r *rawConn) roundTrip(e *exchange) error {
 		return nil
 	}
 	return fmt.Errorf("no response among 1000 packets")
+}
+
+// buildRequest returns a whole Request packet for route.
+func buildRequest(route string, id uint64, data []byte) ([]byte, error) {
+	mc := &codec.MessageCodec{}
+	return mc.AppendPacket(nil, &codec.Message{Type: codec.Request, ID: id, Route: route, Data: data})
+}
+
+// flagPush is the flag of an uncompressed Push message.
+const flagPush = byte(codec.Push) << 1
+
+// readResponse reads packets until the Response to request id (a one-byte
+// varint) and returns its data, valid until the next read. Heartbeats are
+// skipped; a push or an error response is an error.
+func (r *rawConn) readResponse(id byte) ([]byte, error) {
+	for range 1000 {
+		t, body, err := r.readPacket()
+		if err != nil {
+			return nil, err
+		}
+		switch t {
+		case codec.Heartbeat:
+			continue
+		case codec.Data:
+		default:
+			return nil, fmt.Errorf("unexpected packet %s", t)
+		}
+		if len(body) < 2 || body[0]&flagTypeMask != flagResponse || body[1] != id {
+			return nil, fmt.Errorf("not the response to request %d: % x", id, body[:min(len(body), 16)])
+		}
+		if body[0]&flagError != 0 {
+			return nil, fmt.Errorf("error response: %q", body[2:])
+		}
+		if body[0]&flagZlib != 0 {
+			return nil, errors.New("compressed response")
+		}
+		return body[2:], nil
+	}
+	return nil, errors.New("no response among 1000 packets")
+}
+
+// call writes a request packet and returns the data of its response.
+func (r *rawConn) call(req []byte, id byte) ([]byte, error) {
+	if _, err := r.c.Write(req); err != nil {
+		return nil, err
+	}
+	return r.readResponse(id)
+}
+
+// readPush reads packets until a Push and returns its route and data, valid
+// until the next read. Heartbeats are skipped; anything else is an error.
+func (r *rawConn) readPush() (route, data []byte, err error) {
+	for range 1000 {
+		t, body, err := r.readPacket()
+		if err != nil {
+			return nil, nil, err
+		}
+		switch t {
+		case codec.Heartbeat:
+			continue
+		case codec.Data:
+		default:
+			return nil, nil, fmt.Errorf("unexpected packet %s", t)
+		}
+		route, data, err := parsePush(body)
+		return route, data, err
+	}
+	return nil, nil, errors.New("no push among 1000 packets")
+}
+
+// parsePush splits the body of a Push message with an uncompressed route
+// and payload into its route and data.
+func parsePush(body []byte) (route, data []byte, err error) {
+	if len(body) < 2 || body[0] != flagPush {
+		return nil, nil, fmt.Errorf("not an uncompressed push: % x", body[:min(len(body), 16)])
+	}
+	n := int(body[1])
+	if len(body) < 2+n {
+		return nil, nil, fmt.Errorf("push route of %d bytes past the end", n)
+	}
+	return body[2 : 2+n], body[2+n:], nil
 }
