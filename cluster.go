@@ -48,7 +48,7 @@ type cluster struct {
 	rec     *stream.Recorder
 	timeout time.Duration
 	subs    []*nats.Subscription
-	calls   sync.WaitGroup
+	calls   *callPool
 }
 
 func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
@@ -62,7 +62,7 @@ func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{app: a, bus: bus, timeout: cc.RequestTimeout}
+	c := &cluster{app: a, bus: bus, timeout: cc.RequestTimeout, calls: newCallPool(256)}
 	defer func() {
 		if err != nil {
 			c.stop(context.Background())
@@ -154,11 +154,12 @@ func (c *cluster) stop(ctx context.Context) {
 		_ = s.Drain()
 	}
 	done := make(chan struct{})
-	go func() { c.calls.Wait(); close(done) }()
+	go func() { c.calls.wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
+	c.calls.close()
 	if c.rec != nil {
 		_ = c.rec.Close(ctx)
 	}
@@ -168,11 +169,7 @@ func (c *cluster) stop(ctx context.Context) {
 // ---- calls: client requests forwarded here, and user RPCs ----
 
 func (c *cluster) onCall(m *nats.Msg) {
-	c.calls.Add(1)
-	go func() {
-		defer c.calls.Done()
-		c.serveCall(m)
-	}()
+	c.calls.run(func() { c.serveCall(m) })
 }
 
 func (c *cluster) serveCall(m *nats.Msg) {
@@ -595,9 +592,7 @@ func (c *cluster) respondDelivery(m *nats.Msg, failed []string) {
 // Binds run the app's hooks (and the unique-session rule), which may talk
 // to the bus: they run on their own goroutine.
 func (c *cluster) onSessionOp(m *nats.Msg) {
-	c.calls.Add(1)
-	go func() {
-		defer c.calls.Done()
+	c.calls.run(func() {
 		var op stream.SessionOp
 		if err := proto.Unmarshal(m.Data, &op); err != nil {
 			c.respond(m, nil, codec.NewError(codec.CodeBadRequest, "nopal: malformed session op", nil))
@@ -627,7 +622,7 @@ func (c *cluster) onSessionOp(m *nats.Msg) {
 			s.SetData(data)
 		}
 		c.respond(m, nil, nil)
-	}()
+	})
 }
 
 // ---- backend sessions ----

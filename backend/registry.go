@@ -56,7 +56,10 @@ type handler struct {
 	method  reflect.Value
 	argType reflect.Type // nil: no argument
 	raw     bool         // argument is []byte
-	notify  bool         // no return values
+	// rawFn is the method as a plain function when its shape is
+	// func(ctx, []byte) ([]byte, error): called without reflection.
+	rawFn  func(context.Context, []byte) ([]byte, error)
+	notify bool // no return values
 }
 
 // Registry maps routes to handlers. Register components before the server
@@ -162,6 +165,9 @@ func handlerOf(m reflect.Method, fn reflect.Value) (*handler, bool) {
 			return nil, false
 		}
 		h.argType, h.raw = at, at == typeOfBytes
+	}
+	if f, ok := fn.Interface().(func(context.Context, []byte) ([]byte, error)); ok {
+		h.rawFn = f
 	}
 	switch mt.NumOut() {
 	case 0:
@@ -271,6 +277,19 @@ func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, erro
 		ctx, arg, err = b(ctx, arg)
 		if err != nil {
 			return nil, err
+		}
+	}
+	if h.rawFn != nil {
+		if b, ok := arg.([]byte); ok {
+			res, err := h.rawFn(ctx, b)
+			if len(after) == 0 {
+				return res, err
+			}
+			var out any = res
+			for _, a := range after {
+				out, err = a(ctx, out, err)
+			}
+			return out, err
 		}
 	}
 	var args [2]reflect.Value
