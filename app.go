@@ -249,6 +249,12 @@ func (a *App) cluster() *cluster {
 
 // Start joins the cluster (if configured), opens the acceptors and serves
 // until Shutdown.
+//
+// ctx is the app's life, not only its start: the contexts of client
+// handlers and of forwarded requests derive from it, so once it is
+// cancelled every forwarded request fails (PIT-408) although the app still
+// accepts clients. Pass a context that outlives the app, such as
+// context.Background() or context.WithoutCancel(ctx) as Run does.
 func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	if a.started {

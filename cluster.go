@@ -150,8 +150,17 @@ func (c *cluster) stop(ctx context.Context) {
 			c.app.log.Warn("leaving discovery", "err", err)
 		}
 	}
+	// Drain delivers what the subscriptions hold, then closes them: wait for
+	// that, so no call that arrived is left without its reply.
 	for _, s := range c.subs {
-		_ = s.Drain()
+		closed := s.StatusChanged(nats.SubscriptionClosed)
+		if s.Drain() != nil {
+			continue
+		}
+		select {
+		case <-closed:
+		case <-ctx.Done():
+		}
 	}
 	done := make(chan struct{})
 	go func() { c.calls.wait(); close(done) }()

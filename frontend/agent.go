@@ -76,6 +76,12 @@ func (a *agent) Push(route string, v any) error {
 
 // Kick implements session.Conn: a Kick packet, then close once written.
 func (a *agent) Kick(context.Context) error {
+	a.mu.Lock()
+	kicking := a.closing && !a.closed
+	a.mu.Unlock()
+	if kicking {
+		return nil // a Kick is already queued: let it be written
+	}
 	if err := a.send(kickPacket); err != nil {
 		return err
 	}
