@@ -56,6 +56,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Cluster, when set, joins the cluster on the bus; nil runs standalone.
 	Cluster *ClusterConfig
+	// Metrics turns on metrics: Prometheus, Statsd, your own reporters.
+	Metrics *MetricsConfig
+	// RateLimit limits the requests of every client connection of the
+	// app's acceptors (see frontend.RateLimiter); dropped requests are
+	// counted in the metrics.
+	RateLimit *RateLimitConfig
 	// TracerProvider turns on OpenTelemetry tracing: a span per client
 	// request on the frontend, per forwarded call and RPC on both ends, with
 	// the W3C trace context in NATS headers. nil (the default) is off and
@@ -78,6 +84,8 @@ type App struct {
 	acceptors  []frontend.Acceptor
 	routers    map[string]Router
 	tracer     *tracer
+	obs        *observer
+	limiter    *frontend.RateLimiter
 	modules    moduleList
 	stopCh     chan struct{}
 	stopOnce   sync.Once
@@ -133,7 +141,27 @@ func New(cfg Config) (*App, error) {
 		tracer:   newTracer(cfg.TracerProvider),
 	}
 	a.groups = groups.NewMemory(a)
+	var err error
+	if a.obs, err = newObserver(a); err != nil {
+		return nil, err
+	}
+	if rl := cfg.RateLimit; rl != nil {
+		if a.limiter, err = frontend.NewRateLimiter(rl.Limit, rl.Interval, rl.Reply); err != nil {
+			return nil, fmt.Errorf("nopal: rate limit: %w", err)
+		}
+		if a.obs != nil {
+			a.limiter.OnDrop = a.obs.set.IncRateLimited
+		}
+	}
 	return a, nil
+}
+
+// RateLimitConfig limits each client connection to Limit requests per
+// Interval; with Reply, dropped requests are answered PIT-429.
+type RateLimitConfig struct {
+	Limit    int
+	Interval time.Duration
+	Reply    bool
 }
 
 func validID(s string) bool {
@@ -185,7 +213,12 @@ func (a *App) After(f backend.AfterHandler) { a.registry.After(f) }
 
 // AddAcceptor adds a client acceptor (TCP, WebSocket or your own); a
 // server with acceptors is a frontend.
-func (a *App) AddAcceptor(acc frontend.Acceptor) { a.acceptors = append(a.acceptors, acc) }
+func (a *App) AddAcceptor(acc frontend.Acceptor) {
+	if a.limiter != nil {
+		acc = a.limiter.Wrap(acc)
+	}
+	a.acceptors = append(a.acceptors, acc)
+}
 
 // AddHandshakeValidator adds a check every client handshake must pass.
 func (a *App) AddHandshakeValidator(v frontend.HandshakeValidator) {
@@ -291,8 +324,21 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := a.obs.start(ctx, a); err != nil {
+		_ = a.Shutdown(ctx)
+		return err
+	}
 	a.afterInitModules(ctx)
 	return nil
+}
+
+func (a *App) onHandled() func(string, codec.MessageType, time.Duration, error) {
+	if a.obs == nil {
+		return nil
+	}
+	return func(route string, _ codec.MessageType, took time.Duration, err error) {
+		a.obs.handled(route, took, err)
+	}
 }
 
 func (a *App) startFrontend(ctx context.Context) error {
@@ -322,6 +368,7 @@ func (a *App) startFrontend(ctx context.Context) error {
 		WriteTimeout:        a.cfg.WriteTimeout,
 		HandshakeValidators: a.validators,
 		Logger:              a.log,
+		OnHandled:           a.onHandled(),
 	})
 	if err != nil {
 		return err
@@ -400,6 +447,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	a.stopCluster(ctx)
 	err = errors.Join(err, a.shutdownModules(ctx))
 	a.cancel()
+	a.obs.close()
 	return err
 }
 

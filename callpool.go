@@ -62,3 +62,6 @@ func (p *callPool) wait() { p.wg.Wait() }
 
 // close lets the idle workers end.
 func (p *callPool) close() { p.once.Do(func() { close(p.quit) }) }
+
+// idleCapacity is how many more kept workers the pool may start.
+func (p *callPool) idleCapacity() int { return int(p.keep - p.workers.Load()) }

@@ -187,6 +187,7 @@ func (c *cluster) serveCall(m *nats.Msg) {
 		c.respond(m, nil, codec.NewError(codec.CodeBadRequest, "nopal: malformed call: "+err.Error(), nil))
 		return
 	}
+	started := time.Now()
 	ctx := context.Background()
 	var span trace.Span
 	if t := c.app.tracer; t != nil {
@@ -216,6 +217,7 @@ func (c *cluster) serveCall(m *nats.Msg) {
 	if span != nil {
 		finish(span, err)
 	}
+	c.app.obs.served(call.Route, call.Kind == stream.CallKind_CALL_KIND_USER, call.SentUnixNano, started, err)
 	if call.Notify || m.Reply == "" {
 		if err != nil {
 			c.app.log.Debug("notify failed", "route", call.Route, "err", err)
@@ -277,6 +279,7 @@ func (c *cluster) request(ctx context.Context, subject, route string, call *stre
 	dl, _ := ctx.Deadline()
 	call.DeadlineUnixNano = dl.UnixNano()
 	call.SourceId = c.app.cfg.ServerID
+	call.SentUnixNano = time.Now().UnixNano()
 	data, err := proto.Marshal(call)
 	if err != nil {
 		return nil, codec.WrapError(codec.CodeInternal, err)

@@ -336,33 +336,20 @@ func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {
 	}
 	a.busy = true
 	a.mu.Unlock()
-	a.f.inflight.Add(1)
 
 	start := time.Now()
-	out, err := a.f.cfg.Handler.Handle(session.NewContext(ctx, a.sess), msg)
+	out, herr := a.f.cfg.Handler.Handle(session.NewContext(ctx, a.sess), msg)
 	if msg.Type == codec.Request {
-		resp := codec.Message{Type: codec.Response, ID: msg.ID, Data: out}
-		if err != nil {
-			resp.Err = true
-			resp.Data, err = codec.EncodeError(a.f.ser, codec.AsError(err))
-		}
-		if err == nil {
-			var pkt []byte
-			if pkt, err = a.f.codec.AppendPacket(make([]byte, 0, codec.HeaderLength+8+len(resp.Data)), &resp); err == nil {
-				_ = a.reply(pkt)
-			}
-		}
-		if err != nil {
+		if err := a.respond(msg, out, herr); err != nil {
 			a.f.log.Error("cannot encode response", "route", msg.Route, "err", err)
 		}
-	} else if err != nil {
-		a.f.log.Debug("notify failed", "route", msg.Route, "err", err)
+	} else if herr != nil {
+		a.f.log.Debug("notify failed", "route", msg.Route, "err", herr)
 	}
 	if a.f.cfg.OnHandled != nil {
-		a.f.cfg.OnHandled(msg.Route, msg.Type, time.Since(start), err)
+		a.f.cfg.OnHandled(msg.Route, msg.Type, time.Since(start), herr)
 	}
 
-	a.f.inflight.Done()
 	a.mu.Lock()
 	a.busy = false
 	draining := a.draining
@@ -371,6 +358,25 @@ func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {
 		_ = a.Kick(ctx)
 	}
 	return true
+}
+
+// respond writes the response to request msg: out, or herr as an error
+// response.
+func (a *agent) respond(msg *codec.Message, out []byte, herr error) error {
+	resp := codec.Message{Type: codec.Response, ID: msg.ID, Data: out}
+	if herr != nil {
+		data, err := codec.EncodeError(a.f.ser, codec.AsError(herr))
+		if err != nil {
+			return err
+		}
+		resp.Err, resp.Data = true, data
+	}
+	pkt, err := a.f.codec.AppendPacket(make([]byte, 0, codec.HeaderLength+8+len(resp.Data)), &resp)
+	if err != nil {
+		return err
+	}
+	_ = a.reply(pkt)
+	return nil
 }
 
 func (a *agent) answerRateLimited(pkt []byte, msg *codec.Message) {

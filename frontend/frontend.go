@@ -123,8 +123,7 @@ type Frontend struct {
 
 	handshakeOK, handshakeRefused []byte
 
-	inflight sync.WaitGroup
-	conns    sync.WaitGroup
+	conns sync.WaitGroup
 
 	mu        sync.Mutex
 	agents    map[*agent]struct{}

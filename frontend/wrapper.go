@@ -76,6 +76,8 @@ type RateLimiter struct {
 	Limit    int
 	Interval time.Duration
 	Reply    bool
+	// OnDrop, if set, is called for every dropped packet (a metric).
+	OnDrop func()
 
 	dropped atomic.Int64
 }
@@ -115,6 +117,9 @@ func (c *limitedConn) GetNextMessage() ([]byte, error) {
 			return pkt, err
 		}
 		c.r.dropped.Add(1)
+		if c.r.OnDrop != nil {
+			c.r.OnDrop()
+		}
 		if c.r.Reply {
 			return pkt, &RateLimitedError{Packet: pkt}
 		}

@@ -19,6 +19,7 @@ import (
 type Statsd struct {
 	client *statsd.Client
 	rate   float64
+	prefix string // prepended here: the client's namespace option adds a '.'
 }
 
 var _ Reporter = (*Statsd)(nil)
@@ -37,7 +38,6 @@ func NewStatsd(addr, prefix string, tags map[string]string, rate float64) (*Stat
 		rate = 1
 	}
 	c, err := statsd.New(addr,
-		statsd.WithNamespace(prefix),
 		statsd.WithTags(tagList(tags)),
 		statsd.WithoutTelemetry(),
 		statsd.WithoutOriginDetection(),
@@ -45,7 +45,7 @@ func NewStatsd(addr, prefix string, tags map[string]string, rate float64) (*Stat
 	if err != nil {
 		return nil, err
 	}
-	return &Statsd{client: c, rate: rate}, nil
+	return &Statsd{client: c, rate: rate, prefix: prefix}, nil
 }
 
 // tagList turns tags into sorted "k:v" strings, so that one label set always
@@ -64,22 +64,22 @@ func tagList(tags map[string]string) []string {
 
 // ReportCount sends a count ("c").
 func (s *Statsd) ReportCount(name string, tags map[string]string, v float64) error {
-	return s.client.Count(name, int64(math.Round(v)), tagList(tags), s.rate)
+	return s.client.Count(s.prefix+name, int64(math.Round(v)), tagList(tags), s.rate)
 }
 
 // ReportGauge sends a gauge ("g").
 func (s *Statsd) ReportGauge(name string, tags map[string]string, v float64) error {
-	return s.client.Gauge(name, v, tagList(tags), s.rate)
+	return s.client.Gauge(s.prefix+name, v, tagList(tags), s.rate)
 }
 
 // ReportSummary sends a timing ("ms"), as Pitaya's statsd reporter does.
 func (s *Statsd) ReportSummary(name string, tags map[string]string, v float64) error {
-	return s.client.TimeInMilliseconds(name, v, tagList(tags), s.rate)
+	return s.client.TimeInMilliseconds(s.prefix+name, v, tagList(tags), s.rate)
 }
 
 // ReportHistogram sends a histogram value ("h").
 func (s *Statsd) ReportHistogram(name string, tags map[string]string, v float64) error {
-	return s.client.Histogram(name, v, tagList(tags), s.rate)
+	return s.client.Histogram(s.prefix+name, v, tagList(tags), s.rate)
 }
 
 // Flush sends everything buffered or aggregated so far; it blocks until

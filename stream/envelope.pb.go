@@ -4,7 +4,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: envelope.proto
+// source: stream/envelope.proto
 
 package stream
 
@@ -56,11 +56,11 @@ func (x CallKind) String() string {
 }
 
 func (CallKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_envelope_proto_enumTypes[0].Descriptor()
+	return file_stream_envelope_proto_enumTypes[0].Descriptor()
 }
 
 func (CallKind) Type() protoreflect.EnumType {
-	return &file_envelope_proto_enumTypes[0]
+	return &file_stream_envelope_proto_enumTypes[0]
 }
 
 func (x CallKind) Number() protoreflect.EnumNumber {
@@ -69,7 +69,7 @@ func (x CallKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CallKind.Descriptor instead.
 func (CallKind) EnumDescriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{0}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{0}
 }
 
 // Call is a request from one server to another.
@@ -90,14 +90,16 @@ type Call struct {
 	// DeadlineUnixNano is when the caller stops waiting (0: none).
 	DeadlineUnixNano int64 `protobuf:"varint,8,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
 	// SourceId is the calling server.
-	SourceId      string `protobuf:"bytes,9,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	SourceId string `protobuf:"bytes,9,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	// SentUnixNano is when the caller sent it (for the handler delay metric).
+	SentUnixNano  int64 `protobuf:"varint,10,opt,name=sent_unix_nano,json=sentUnixNano,proto3" json:"sent_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Call) Reset() {
 	*x = Call{}
-	mi := &file_envelope_proto_msgTypes[0]
+	mi := &file_stream_envelope_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +111,7 @@ func (x *Call) String() string {
 func (*Call) ProtoMessage() {}
 
 func (x *Call) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[0]
+	mi := &file_stream_envelope_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +124,7 @@ func (x *Call) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Call.ProtoReflect.Descriptor instead.
 func (*Call) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{0}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Call) GetKind() CallKind {
@@ -188,6 +190,13 @@ func (x *Call) GetSourceId() string {
 	return ""
 }
 
+func (x *Call) GetSentUnixNano() int64 {
+	if x != nil {
+		return x.SentUnixNano
+	}
+	return 0
+}
+
 // SessionSnapshot is a copy of a frontend session sent with a call.
 type SessionSnapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -201,7 +210,7 @@ type SessionSnapshot struct {
 
 func (x *SessionSnapshot) Reset() {
 	*x = SessionSnapshot{}
-	mi := &file_envelope_proto_msgTypes[1]
+	mi := &file_stream_envelope_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +222,7 @@ func (x *SessionSnapshot) String() string {
 func (*SessionSnapshot) ProtoMessage() {}
 
 func (x *SessionSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[1]
+	mi := &file_stream_envelope_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +235,7 @@ func (x *SessionSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSnapshot.ProtoReflect.Descriptor instead.
 func (*SessionSnapshot) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{1}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SessionSnapshot) GetId() int64 {
@@ -261,7 +270,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_envelope_proto_msgTypes[2]
+	mi := &file_stream_envelope_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +282,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[2]
+	mi := &file_stream_envelope_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +295,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{2}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Reply) GetPayload() []byte {
@@ -315,7 +324,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_envelope_proto_msgTypes[3]
+	mi := &file_stream_envelope_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +336,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[3]
+	mi := &file_stream_envelope_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +349,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{3}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -377,7 +386,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_envelope_proto_msgTypes[4]
+	mi := &file_stream_envelope_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +398,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[4]
+	mi := &file_stream_envelope_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +411,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{4}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Push) GetUids() []string {
@@ -438,7 +447,7 @@ type Kick struct {
 
 func (x *Kick) Reset() {
 	*x = Kick{}
-	mi := &file_envelope_proto_msgTypes[5]
+	mi := &file_stream_envelope_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +459,7 @@ func (x *Kick) String() string {
 func (*Kick) ProtoMessage() {}
 
 func (x *Kick) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[5]
+	mi := &file_stream_envelope_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +472,7 @@ func (x *Kick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kick.ProtoReflect.Descriptor instead.
 func (*Kick) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{5}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Kick) GetUids() []string {
@@ -490,7 +499,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_envelope_proto_msgTypes[6]
+	mi := &file_stream_envelope_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +511,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[6]
+	mi := &file_stream_envelope_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +524,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{6}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Delivery) GetFailed() []string {
@@ -540,7 +549,7 @@ type SessionOp struct {
 
 func (x *SessionOp) Reset() {
 	*x = SessionOp{}
-	mi := &file_envelope_proto_msgTypes[7]
+	mi := &file_stream_envelope_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +561,7 @@ func (x *SessionOp) String() string {
 func (*SessionOp) ProtoMessage() {}
 
 func (x *SessionOp) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[7]
+	mi := &file_stream_envelope_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +574,7 @@ func (x *SessionOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOp.ProtoReflect.Descriptor instead.
 func (*SessionOp) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{7}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionOp) GetSessionId() int64 {
@@ -612,7 +621,7 @@ type TrafficRecord struct {
 
 func (x *TrafficRecord) Reset() {
 	*x = TrafficRecord{}
-	mi := &file_envelope_proto_msgTypes[8]
+	mi := &file_stream_envelope_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +633,7 @@ func (x *TrafficRecord) String() string {
 func (*TrafficRecord) ProtoMessage() {}
 
 func (x *TrafficRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[8]
+	mi := &file_stream_envelope_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +646,7 @@ func (x *TrafficRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficRecord.ProtoReflect.Descriptor instead.
 func (*TrafficRecord) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{8}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TrafficRecord) GetUnixNano() int64 {
@@ -692,7 +701,7 @@ type TrafficBatch struct {
 
 func (x *TrafficBatch) Reset() {
 	*x = TrafficBatch{}
-	mi := &file_envelope_proto_msgTypes[9]
+	mi := &file_stream_envelope_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +713,7 @@ func (x *TrafficBatch) String() string {
 func (*TrafficBatch) ProtoMessage() {}
 
 func (x *TrafficBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[9]
+	mi := &file_stream_envelope_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +726,7 @@ func (x *TrafficBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficBatch.ProtoReflect.Descriptor instead.
 func (*TrafficBatch) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{9}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TrafficBatch) GetRecords() []*TrafficRecord {
@@ -727,11 +736,11 @@ func (x *TrafficBatch) GetRecords() []*TrafficRecord {
 	return nil
 }
 
-var File_envelope_proto protoreflect.FileDescriptor
+var File_stream_envelope_proto protoreflect.FileDescriptor
 
-const file_envelope_proto_rawDesc = "" +
+const file_stream_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x0eenvelope.proto\x12\fnopal.stream\"\xbe\x02\n" +
+	"\x15stream/envelope.proto\x12\fnopal.stream\"\xe4\x02\n" +
 	"\x04Call\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.nopal.stream.CallKindR\x04kind\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x18\n" +
@@ -743,7 +752,9 @@ const file_envelope_proto_rawDesc = "" +
 	"request_id\x18\x06 \x01(\x04R\trequestId\x12\x16\n" +
 	"\x06notify\x18\a \x01(\bR\x06notify\x12,\n" +
 	"\x12deadline_unix_nano\x18\b \x01(\x03R\x10deadlineUnixNano\x12\x1b\n" +
-	"\tsource_id\x18\t \x01(\tR\bsourceId\"G\n" +
+	"\tsource_id\x18\t \x01(\tR\bsourceId\x12$\n" +
+	"\x0esent_unix_nano\x18\n" +
+	" \x01(\x03R\fsentUnixNano\"G\n" +
 	"\x0fSessionSnapshot\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x12\n" +
@@ -791,20 +802,20 @@ const file_envelope_proto_rawDesc = "" +
 	"\x0eCALL_KIND_USER\x10\x01B#Z!github.com/nopal-dev/nopal/streamb\x06proto3"
 
 var (
-	file_envelope_proto_rawDescOnce sync.Once
-	file_envelope_proto_rawDescData []byte
+	file_stream_envelope_proto_rawDescOnce sync.Once
+	file_stream_envelope_proto_rawDescData []byte
 )
 
-func file_envelope_proto_rawDescGZIP() []byte {
-	file_envelope_proto_rawDescOnce.Do(func() {
-		file_envelope_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_envelope_proto_rawDesc), len(file_envelope_proto_rawDesc)))
+func file_stream_envelope_proto_rawDescGZIP() []byte {
+	file_stream_envelope_proto_rawDescOnce.Do(func() {
+		file_stream_envelope_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_stream_envelope_proto_rawDesc), len(file_stream_envelope_proto_rawDesc)))
 	})
-	return file_envelope_proto_rawDescData
+	return file_stream_envelope_proto_rawDescData
 }
 
-var file_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
-var file_envelope_proto_goTypes = []any{
+var file_stream_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_stream_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_stream_envelope_proto_goTypes = []any{
 	(CallKind)(0),           // 0: nopal.stream.CallKind
 	(*Call)(nil),            // 1: nopal.stream.Call
 	(*SessionSnapshot)(nil), // 2: nopal.stream.SessionSnapshot
@@ -819,7 +830,7 @@ var file_envelope_proto_goTypes = []any{
 	nil,                     // 11: nopal.stream.ErrorInfo.MetadataEntry
 	nil,                     // 12: nopal.stream.TrafficRecord.HeadersEntry
 }
-var file_envelope_proto_depIdxs = []int32{
+var file_stream_envelope_proto_depIdxs = []int32{
 	0,  // 0: nopal.stream.Call.kind:type_name -> nopal.stream.CallKind
 	2,  // 1: nopal.stream.Call.session:type_name -> nopal.stream.SessionSnapshot
 	4,  // 2: nopal.stream.Reply.error:type_name -> nopal.stream.ErrorInfo
@@ -833,27 +844,27 @@ var file_envelope_proto_depIdxs = []int32{
 	0,  // [0:6] is the sub-list for field type_name
 }
 
-func init() { file_envelope_proto_init() }
-func file_envelope_proto_init() {
-	if File_envelope_proto != nil {
+func init() { file_stream_envelope_proto_init() }
+func file_stream_envelope_proto_init() {
+	if File_stream_envelope_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envelope_proto_rawDesc), len(file_envelope_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_envelope_proto_rawDesc), len(file_stream_envelope_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_envelope_proto_goTypes,
-		DependencyIndexes: file_envelope_proto_depIdxs,
-		EnumInfos:         file_envelope_proto_enumTypes,
-		MessageInfos:      file_envelope_proto_msgTypes,
+		GoTypes:           file_stream_envelope_proto_goTypes,
+		DependencyIndexes: file_stream_envelope_proto_depIdxs,
+		EnumInfos:         file_stream_envelope_proto_enumTypes,
+		MessageInfos:      file_stream_envelope_proto_msgTypes,
 	}.Build()
-	File_envelope_proto = out.File
-	file_envelope_proto_goTypes = nil
-	file_envelope_proto_depIdxs = nil
+	File_stream_envelope_proto = out.File
+	file_stream_envelope_proto_goTypes = nil
+	file_stream_envelope_proto_depIdxs = nil
 }

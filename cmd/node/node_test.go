@@ -12,8 +12,8 @@ import (
 )
 
 type node struct {
-	tcp, ws, nats string
-	done          chan error
+	tcp, ws, nats, metrics string
+	done                   chan error
 }
 
 // startServe runs `node serve` in-process on free ports and waits for its
@@ -42,6 +42,7 @@ func startServe(t *testing.T, extra ...string) *node {
 	})
 	addrRe := regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 	natsRe := regexp.MustCompile(`msg="embedded NATS listening" url=(\S+)`)
+	metricsRe := regexp.MustCompile(`msg="serving metrics" .*addr=(\S+)`)
 	lines := bufio.NewScanner(pr)
 	var addrs []string
 	for lines.Scan() {
@@ -50,6 +51,9 @@ func startServe(t *testing.T, extra ...string) *node {
 		}
 		if m := natsRe.FindStringSubmatch(lines.Text()); m != nil {
 			n.nats = m[1]
+		}
+		if m := metricsRe.FindStringSubmatch(lines.Text()); m != nil {
+			n.metrics = m[1]
 		}
 		if strings.Contains(lines.Text(), "msg=ready") {
 			break
@@ -193,6 +197,29 @@ func TestUsageErrors(t *testing.T) {
 		err := run(context.Background(), tc.args, strings.NewReader(""), io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestServeMetrics(t *testing.T) {
+	n := startServe(t, "-metrics-addr", "127.0.0.1:0", "-metrics-namespace", "pitaya", "-game", "chat")
+	if n.metrics == "" {
+		t.Fatal("serve did not say where it serves metrics")
+	}
+	runClient(t, n.tcp, "request room.room.join {}", "quit")
+	resp, err := http.Get(n.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`pitaya_handler_response_time_ns_count{code="",game="chat",route="room.room.join",serverType="connector",status="ok",type="handler"} 1`,
+		`pitaya_service_discovery_count_servers{game="chat",serverType="connector",type="room"} 1`,
+		"pitaya_sys_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nopal-dev/nopal/examples/chat"
 	"github.com/nopal-dev/nopal/examples/cluster"
 	"github.com/nopal-dev/nopal/frontend"
+	"github.com/nopal-dev/nopal/metrics"
 	"github.com/nopal-dev/nopal/stream"
 )
 
@@ -60,6 +61,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	replicas := fs.Int("replicas", 1, "replicas of streams and buckets (3 in a 3-server NATS cluster)")
 	traffic := fs.Bool("traffic", true, "record forwarded requests, replies, pushes and kicks for `node replay`")
 	timeout := fs.Duration("request-timeout", 5*time.Second, "timeout of requests forwarded over the bus")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics here, e.g. 127.0.0.1:9090 (the first -type of the process reports there)")
+	metricsNS := fs.String("metrics-namespace", "nopal", `metric namespace ("pitaya" keeps Pitaya dashboards working)`)
+	game := fs.String("game", "", "the game label of every metric")
+	statsdAddr := fs.String("statsd", "", "send metrics to this Statsd agent (host:port)")
+	tracing := fs.Bool("tracing", false, "export OpenTelemetry traces over OTLP, configured by OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -95,10 +101,33 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	base := nopal.Config{Heartbeat: *heartbeat, Compress: *compress, Logger: log, ServerID: *id}
+	if *tracing {
+		tp, err := metrics.TracerProviderFromEnv(ctx, "nopal")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tp.Shutdown(sctx)
+		}()
+		base.TracerProvider = tp
+	}
+	metricsFor := func(i int) *nopal.MetricsConfig {
+		if *metricsAddr == "" && *statsdAddr == "" {
+			return nil
+		}
+		mc := &nopal.MetricsConfig{Set: metrics.Config{Namespace: *metricsNS, Game: *game}, Statsd: *statsdAddr}
+		if i == 0 {
+			mc.Addr = *metricsAddr // one /metrics per process: the first server's
+		}
+		return mc
+	}
 
 	if len(kinds) == 1 && kinds[0] == "chat" {
 		cfg := base
 		cfg.ServerType = chat.ServerType
+		cfg.Metrics = metricsFor(0)
 		app, err := nopal.New(cfg)
 		if err != nil {
 			return err
@@ -123,6 +152,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}
 		cfg.Cluster = &nopal.ClusterConfig{Bus: bcfg, Traffic: *traffic, RequestTimeout: *timeout}
+		cfg.Metrics = metricsFor(i)
 		app, err := nopal.New(cfg)
 		if err != nil {
 			return err

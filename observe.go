@@ -1,0 +1,210 @@
+package nopal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/discovery"
+	"github.com/nopal-dev/nopal/metrics"
+)
+
+// MetricsConfig turns on metrics (DESIGN §5: Pitaya's names under a
+// namespace; "pitaya" keeps existing dashboards working).
+type MetricsConfig struct {
+	// Set configures the metric set: Namespace (default "nopal"), Game,
+	// constant labels, histogram buckets and custom metrics. ServerType
+	// defaults to the app's.
+	Set metrics.Config
+	// Addr serves Prometheus's /metrics ("127.0.0.1:9090"; "" serves
+	// nothing: use App.Metrics().Handler() in your own server).
+	Addr string
+	// Statsd sends the same metrics to a Statsd agent ("127.0.0.1:8125"),
+	// with StatsdPrefix (default the namespace and "_") before each name.
+	Statsd       string
+	StatsdPrefix string
+	// Reporters are more places metrics go (your own Reporter).
+	Reporters []metrics.Reporter
+	// Interval of the gauges sampled from the app (connected clients,
+	// runtime, queues; default 15 s).
+	Interval time.Duration
+}
+
+// observer feeds the metric set from the app. A nil *observer (metrics
+// off) does nothing.
+type observer struct {
+	set    *metrics.Set
+	statsd *metrics.Statsd
+	addr   string
+}
+
+func newObserver(a *App) (*observer, error) {
+	mc := a.cfg.Metrics
+	if mc == nil {
+		return nil, nil
+	}
+	cfg := mc.Set
+	if cfg.ServerType == "" {
+		cfg.ServerType = a.cfg.ServerType
+	}
+	reporters := append([]metrics.Reporter(nil), mc.Reporters...)
+	o := &observer{}
+	if mc.Statsd != "" {
+		prefix := mc.StatsdPrefix
+		if prefix == "" {
+			ns := cfg.Namespace
+			if ns == "" {
+				ns = metrics.DefaultNamespace
+			}
+			prefix = ns + "_"
+		}
+		sd, err := metrics.NewStatsd(mc.Statsd, prefix, map[string]string{"serverType": cfg.ServerType, "game": cfg.Game}, 1)
+		if err != nil {
+			return nil, fmt.Errorf("nopal: statsd: %w", err)
+		}
+		o.statsd = sd
+		reporters = append(reporters, sd)
+	}
+	set, err := metrics.NewSet(cfg, reporters...)
+	if err != nil {
+		if o.statsd != nil {
+			_ = o.statsd.Close()
+		}
+		return nil, fmt.Errorf("nopal: metrics: %w", err)
+	}
+	o.set = set
+	return o, nil
+}
+
+// Metrics is the app's metric set (nil when Config.Metrics is nil): add
+// your custom metrics' values through it.
+func (a *App) Metrics() *metrics.Set {
+	if a.obs == nil {
+		return nil
+	}
+	return a.obs.set
+}
+
+// MetricsAddr is where /metrics is served (nil when it is not).
+func (a *App) MetricsAddr() string {
+	if a.obs == nil {
+		return ""
+	}
+	return a.obs.addr
+}
+
+// start serves /metrics and samples the app's gauges until ctx ends.
+func (o *observer) start(ctx context.Context, a *App) error {
+	if o == nil {
+		return nil
+	}
+	mc := a.cfg.Metrics
+	if mc.Addr != "" {
+		addr, err := o.set.Serve(ctx, mc.Addr)
+		if err != nil {
+			return fmt.Errorf("nopal: metrics: %w", err)
+		}
+		o.addr = addr.String()
+		a.log.Info("serving metrics", "addr", "http://"+o.addr+"/metrics")
+	}
+	interval := mc.Interval
+	if interval <= 0 {
+		interval = 15 * time.Second
+	}
+	go o.set.StartSysMetrics(ctx, interval)
+	go o.sample(ctx, a, interval)
+	if c := a.cluster(); c != nil {
+		cancel := c.disc.Subscribe(func(discovery.Event) { o.serverCounts(c.disc) })
+		go func() { <-ctx.Done(); cancel() }()
+		o.serverCounts(c.disc)
+	}
+	return nil
+}
+
+func (o *observer) serverCounts(d *discovery.Discovery) {
+	counts := d.CountByType()
+	for _, s := range d.Servers() {
+		counts[s.Type] += 0
+	}
+	for typ, n := range counts {
+		o.set.SetServerCount(typ, n)
+	}
+}
+
+func (o *observer) sample(ctx context.Context, a *App, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		o.sampleOnce(a)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sampleOnce reads the gauges that live elsewhere in the app.
+func (o *observer) sampleOnce(a *App) {
+	if fe := a.Frontend(); fe != nil {
+		o.set.SetConnectedClients(int(fe.Stats().Connected.Load()))
+	}
+	if c := a.cluster(); c != nil {
+		var dropped int
+		for _, s := range c.subs {
+			if n, err := s.Dropped(); err == nil {
+				dropped += n
+			}
+		}
+		_ = o.set.Gauge(metrics.DroppedMessages, nil, float64(dropped))
+		o.set.SetChannelCapacity("bus_calls", c.calls.idleCapacity())
+	}
+}
+
+// handled records a client request or notify that a frontend served.
+func (o *observer) handled(route string, took time.Duration, err error) {
+	if o == nil {
+		return
+	}
+	code := ""
+	if err != nil {
+		code = codec.AsError(err).Code
+		if code == codec.CodeNotFound {
+			route = "unknown" // client-chosen routes must not mint series
+		}
+	}
+	o.set.ObserveResponse(route, metrics.TypeHandler, took, code)
+}
+
+// served records a call a backend served from the bus.
+func (o *observer) served(route string, user bool, sentUnixNano int64, started time.Time, err error) {
+	if o == nil {
+		return
+	}
+	typ := metrics.TypeHandler
+	if user {
+		typ = metrics.TypeRPC
+	}
+	code := ""
+	var ce *codec.Error
+	if err != nil {
+		code = codec.AsError(err).Code
+		if errors.As(err, &ce) && ce.Code == codec.CodeNotFound {
+			route = "unknown"
+		}
+	}
+	if sentUnixNano > 0 {
+		if d := started.Sub(time.Unix(0, sentUnixNano)); d >= 0 {
+			o.set.ObserveHandlerDelay(route, metrics.DelayRemote, d)
+		}
+	}
+	o.set.ObserveResponse(route, typ, time.Since(started), code)
+}
+
+func (o *observer) close() {
+	if o != nil && o.statsd != nil {
+		_ = o.statsd.Close()
+	}
+}
