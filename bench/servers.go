@@ -36,6 +36,15 @@ type nopalServerConfig struct {
 	Compress  bool
 	Heartbeat time.Duration
 	Logger    *slog.Logger
+	// Metrics turns on the metric set (Prometheus registry, no scraper).
+	Metrics bool
+}
+
+func metricsConfig(on bool) *nopal.MetricsConfig {
+	if !on {
+		return nil
+	}
+	return &nopal.MetricsConfig{}
 }
 
 // startNopal starts a Nopal App of server type "bench" with the echo
@@ -47,6 +56,7 @@ func startNopal(ctx context.Context, cfg nopalServerConfig) (*nopal.App, net.Add
 		Compress:        cfg.Compress,
 		ShutdownTimeout: 5 * time.Second,
 		Logger:          cfg.Logger,
+		Metrics:         metricsConfig(cfg.Metrics),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -171,6 +181,7 @@ func cmdServer(args []string, stdin io.Reader, stdout, stderr io.Writer) (err er
 	compress := fs.Bool("compress", false, "zlib-compress payloads above the threshold (128 bytes)")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file until the server exits")
+	withMetrics := fs.Bool("metrics", false, "turn on the metric set (Config.Metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -194,7 +205,7 @@ func cmdServer(args []string, stdin io.Reader, stdout, stderr io.Writer) (err er
 	ctx, cancel := untilStopped(stdin)
 	defer cancel()
 	app, bound, err := startNopal(context.Background(), nopalServerConfig{
-		Addr: *addr, Compress: *compress, Heartbeat: *heartbeat, Logger: log,
+		Addr: *addr, Compress: *compress, Heartbeat: *heartbeat, Logger: log, Metrics: *withMetrics,
 	})
 	if err != nil {
 		return err

@@ -108,8 +108,10 @@ type Results struct {
 	Traffic   *LoadSet          `json:"traffic,omitempty"`
 	Push      []PushResult      `json:"push,omitempty"`      // scenario 7
 	Broadcast []BroadcastResult `json:"broadcast,omitempty"` // scenario 8
-	Rows      []Row             `json:"rows"`
-	Errors    []string          `json:"errors,omitempty"`
+	// Scenario 9: the standalone server with metrics on and off.
+	Metrics *LoadSet `json:"metrics,omitempty"`
+	Rows    []Row    `json:"rows"`
+	Errors  []string `json:"errors,omitempty"`
 }
 
 func cmdSuite(args []string, stdout, stderr io.Writer) error {
@@ -126,7 +128,7 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating floor/Nopal windows per load scenario (each -duration/rounds long)")
 	fs.BoolVar(&o.Compress, "compress", false, "run the Nopal server with -compress")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
-	only := fs.String("only", "", "comma-separated scenarios to run (1-8; default all)")
+	only := fs.String("only", "", "comma-separated scenarios to run (1-9; default all)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Nopal server during scenario 2 to this file")
 	deploys := fs.String("deploy", strings.Join(deployments, ","), "cluster deployments of scenarios 5, 7 and 8 (embedded, external)")
 	fs.IntVar(&o.PushSamples, "push-samples", 3000, "most pushes measured per deployment in scenario 7")
@@ -144,7 +146,7 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	if *only != "" {
 		for f := range strings.SplitSeq(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || n > 8 {
+			if err != nil || n < 1 || n > 9 {
 				return fmt.Errorf("suite: -only: bad scenario %q", f)
 			}
 			o.Scenarios = append(o.Scenarios, n)
@@ -305,6 +307,14 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 			fail("6", err)
 		} else {
 			res.Traffic = set
+		}
+	}
+	if o.runs(9) {
+		fmt.Fprintf(log, "scenario 9: metrics on vs off (standalone), %d connections, %v each\n", o.Conns, o.Duration)
+		if set, err := servers.metricsLoad(payload, o.Conns); err != nil {
+			fail("9", err)
+		} else {
+			res.Metrics = set
 		}
 	}
 	if o.runs(7) {
@@ -472,6 +482,52 @@ func (s suiteServers) loadPair(payload []byte, conns int, cpuprofile string) (*P
 	return &Pair[LoadResult]{Floor: res[0], Nopal: res[1]}, nil
 }
 
+// metricsLoad measures the standalone server with metrics on and off, next
+// to the floor, in alternating windows.
+func (s suiteServers) metricsLoad(payload []byte, conns int) (*LoadSet, error) {
+	var srvs []*child
+	defer func() {
+		for _, c := range srvs {
+			if c.alive() {
+				c.kill()
+			}
+		}
+	}()
+	start := func(name string, args ...string) (loadTarget, error) {
+		c, err := startChild(name, s.exe, args, s.log, 15*time.Second)
+		if err != nil {
+			return loadTarget{}, err
+		}
+		srvs = append(srvs, c)
+		ex, err := newExchange(payload, name != "echo-server")
+		if err != nil {
+			return loadTarget{}, err
+		}
+		return loadTarget{name: name, addr: c.addr, ex: ex, pids: []int{c.pid()}}, nil
+	}
+	base := []string{"server", "-addr", "127.0.0.1:0", "-heartbeat", s.o.Heartbeat.String()}
+	var targets []loadTarget
+	for _, spec := range [][]string{
+		{"echo-server", "echo-server", "-addr", "127.0.0.1:0"},
+		append([]string{"metrics on"}, append(base, "-metrics")...),
+		append([]string{"metrics off"}, base...),
+	} {
+		t, err := start(spec[0], spec[1:]...)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	}
+	res, err := s.measureLoad(targets, conns)
+	if err != nil {
+		return nil, err
+	}
+	return &LoadSet{Floor: res[0], Servers: []NamedLoad{
+		{Name: "metrics on", Describe: "1 process", Result: res[1]},
+		{Name: "metrics off", Describe: "1 process", Result: res[2]},
+	}}, nil
+}
+
 // idlePair runs the idle scenario on the floor, then on Nopal.
 func (s suiteServers) idlePair() (*Pair[IdleResult], error) {
 	var p Pair[IdleResult]
@@ -574,6 +630,23 @@ func buildRows(r *Results) []Row {
 		rows = append(rows, Row{Scenario: sc, Metric: "throughput on / off", Nopal: ratio, Target: "≥ 0.8", OK: okp(ratio >= 0.8), prec: 2})
 		pair(sc, "server CPU per request, traffic on (µs)", on.ServerCPUUsPerReq, f.ServerCPUUsPerReq, 2, "", nil)
 		pair(sc, "server CPU per request, traffic off (µs)", off.ServerCPUUsPerReq, f.ServerCPUUsPerReq, 2, "", nil)
+	}
+	if set := r.Metrics; set != nil && len(set.Servers) == 2 {
+		f, on, off := set.Floor, set.Servers[0].Result, set.Servers[1].Result
+		sc := fmt.Sprintf("9. metrics, standalone, %d conns closed loop", on.Conns)
+		pair(sc, "throughput, metrics on (req/s)", on.ReqPerSec, f.ReqPerSec, 0, "", nil)
+		pair(sc, "throughput, metrics off (req/s)", off.ReqPerSec, f.ReqPerSec, 0, "", nil)
+		ratio, cpu := 0.0, 0.0
+		if off.ReqPerSec > 0 {
+			ratio = on.ReqPerSec / off.ReqPerSec
+		}
+		if off.ServerCPUUsPerReq > 0 {
+			cpu = on.ServerCPUUsPerReq / off.ServerCPUUsPerReq
+		}
+		rows = append(rows, Row{Scenario: sc, Metric: "throughput on / off", Nopal: ratio, Target: "≥ 0.9", OK: okp(ratio >= 0.9), prec: 2})
+		rows = append(rows, Row{Scenario: sc, Metric: "server CPU per request on / off", Nopal: cpu, Target: "≤ 1.1", OK: okp(cpu <= 1.1), prec: 2})
+		pair(sc, "server CPU per request, metrics on (µs)", on.ServerCPUUsPerReq, f.ServerCPUUsPerReq, 2, "", nil)
+		pair(sc, "server CPU per request, metrics off (µs)", off.ServerCPUUsPerReq, f.ServerCPUUsPerReq, 2, "", nil)
 	}
 	for _, p := range r.Push {
 		sc := fmt.Sprintf("7. push to a uid on the other frontend, %s (%s)", p.Deploy, p.Describe)
