@@ -469,6 +469,9 @@ func (a *App) fanOut(ctx context.Context, kind, frontendType string, uids []stri
 			failed, err := c.deliver(ctx, t.ID, kind, m, data)
 			mu.Lock()
 			defer mu.Unlock()
+			if errors.Is(err, nats.ErrNoResponders) {
+				return // a frontend gone (dead, not yet expired): it holds nobody
+			}
 			if err != nil {
 				if firstErr == nil {
 					firstErr = err

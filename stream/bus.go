@@ -272,6 +272,11 @@ func startEmbedded(cfg Config) (*server.Server, string, error) {
 		opts.Host, opts.Port = host, port
 	}
 	if e.ClusterListen != "" {
+		if e.Listen == "" {
+			// Without a client listener the server never starts routing
+			// (and its Shutdown then hangs).
+			return nil, "", fmt.Errorf("%w: Embedded.ClusterListen needs Embedded.Listen (a client port; 127.0.0.1:0 will do)", ErrConfig)
+		}
 		host, port, err := splitHostPort(e.ClusterListen)
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: Embedded.ClusterListen: %w", ErrConfig, err)
@@ -289,13 +294,49 @@ func startEmbedded(cfg Config) (*server.Server, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("stream: embedded server: %w", err)
 	}
+	// The server reports a port it cannot listen on (or JetStream failing
+	// to start) only to its logger's Fatalf, and never gets ready: catch
+	// that to fail at once with the reason, not after 10 s without one.
+	fatal := &fatalLogger{log: cfg.Logger, err: make(chan error, 1)}
+	ns.SetLoggerV2(fatal, false, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, "", errors.New("stream: embedded server did not start in 10 s")
+	deadline := time.Now().Add(10 * time.Second)
+	for !ns.ReadyForConnections(100 * time.Millisecond) {
+		select {
+		case err := <-fatal.err:
+			ns.Shutdown()
+			return nil, "", fmt.Errorf("stream: embedded server: %w", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			return nil, "", errors.New("stream: embedded server did not start in 10 s")
+		}
 	}
 	return ns, tmp, nil
 }
+
+// fatalLogger is the embedded server's logger: it keeps the first fatal
+// error (a port it cannot listen on) and drops the rest, as NoLog would.
+type fatalLogger struct {
+	log *slog.Logger
+	err chan error
+}
+
+func (l *fatalLogger) Fatalf(format string, v ...any) {
+	err := fmt.Errorf(format, v...)
+	l.log.Error("embedded NATS server", "err", err)
+	select {
+	case l.err <- err:
+	default:
+	}
+}
+
+func (*fatalLogger) Noticef(string, ...any) {}
+func (*fatalLogger) Warnf(string, ...any)   {}
+func (*fatalLogger) Errorf(string, ...any)  {}
+func (*fatalLogger) Debugf(string, ...any)  {}
+func (*fatalLogger) Tracef(string, ...any)  {}
 
 func splitHostPort(addr string) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)
