@@ -502,6 +502,8 @@ type ClusterConfig struct {
 	// Traffic records forwarded requests, replies, pushes and kicks in the
 	// TRAFFIC stream for `node replay`.
 	Traffic bool
+	// Jobs configures reliable RPC (the worker of a server with remotes).
+	Jobs *JobsConfig
 	// TrafficMaxAge and TrafficMaxBytes limit the stream (defaults 24 h,
 	// 1 GiB).
 	TrafficMaxAge   time.Duration

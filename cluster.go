@@ -20,6 +20,7 @@ import (
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/discovery"
 	"github.com/nopal-dev/nopal/groups"
+	"github.com/nopal-dev/nopal/reliable"
 	"github.com/nopal-dev/nopal/session"
 	"github.com/nopal-dev/nopal/stream"
 )
@@ -46,6 +47,8 @@ type cluster struct {
 	store   *bindings.Store
 	groups  *groups.Cluster
 	rec     *stream.Recorder
+	jobs    *reliable.Client
+	worker  *reliable.Worker
 	timeout time.Duration
 	subs    []*nats.Subscription
 	calls   *callPool
@@ -103,6 +106,9 @@ func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
 	if err := c.subscribe(bus.ServerSubject(a.cfg.ServerID, "rpc"), "", c.onCall); err != nil {
 		return nil, err
 	}
+	if err := c.startJobs(ctx); err != nil {
+		return nil, err
+	}
 	if err := bus.NC.FlushTimeout(10 * time.Second); err != nil {
 		return nil, fmt.Errorf("nopal: bus flush: %w", err)
 	}
@@ -152,6 +158,11 @@ func (c *cluster) stop(ctx context.Context) {
 	}
 	// Drain delivers what the subscriptions hold, then closes them: wait for
 	// that, so no call that arrived is left without its reply.
+	if c.worker != nil {
+		if err := c.worker.Stop(ctx); err != nil {
+			c.app.log.Warn("stopping the job worker", "err", err)
+		}
+	}
 	for _, s := range c.subs {
 		closed := s.StatusChanged(nats.SubscriptionClosed)
 		if s.Drain() != nil {

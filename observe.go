@@ -160,6 +160,14 @@ func (o *observer) sampleOnce(a *App) {
 		}
 		_ = o.set.Gauge(metrics.DroppedMessages, nil, float64(dropped))
 		o.set.SetChannelCapacity("bus_calls", c.calls.idleCapacity())
+		if w := c.worker; w != nil {
+			st := w.Stats()
+			for state, n := range st.Jobs {
+				o.set.SetWorkerJobs(string(state), int(n))
+			}
+			o.set.SetWorkerJobsRetry(int(st.Retries))
+			o.set.SetWorkerQueueSize(c.app.cfg.ServerType, int(st.QueueSize))
+		}
 	}
 }
 

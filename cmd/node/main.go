@@ -28,6 +28,7 @@ commands:
   client   interactive client for a Pitaya-protocol server
   servers  list the servers of a cluster
   replay   print the traffic a cluster recorded (-follow to tail it live)
+  jobs     reliable RPC jobs: enqueue, get, wait, list, retry, cancel
 
 run 'node <command> -h' for the flags of a command`
 
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return servers(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return replay(ctx, args[1:], stdout, stderr)
+	case "jobs":
+		return jobs(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

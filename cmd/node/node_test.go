@@ -223,3 +223,48 @@ func TestServeMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestJobsCommands(t *testing.T) {
+	n := startServe(t, "-type", "connector,room,rewards", "-nats-listen", "127.0.0.1:0")
+	jobs := func(args ...string) (string, error) {
+		t.Helper()
+		var out strings.Builder
+		err := run(context.Background(), append([]string{"jobs", args[0], "-nats", n.nats}, args[1:]...), strings.NewReader(""), &out, io.Discard)
+		return out.String(), err
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := jobs(args...)
+		if err != nil {
+			t.Fatalf("jobs %v: %v", args, err)
+		}
+		return out
+	}
+	jid := strings.TrimSpace(must("enqueue", "-jid", "grant-ana-gold", "rewards.rewards.grant", `{"uid":"ana","reward":"gold"}`))
+	if jid != "grant-ana-gold" {
+		t.Fatalf("enqueue printed %q", jid)
+	}
+	if again := strings.TrimSpace(must("enqueue", "-jid", "grant-ana-gold", "rewards.rewards.grant", `{"uid":"ana","reward":"gold"}`)); again != jid {
+		t.Fatalf("the same jid enqueued twice gave %q", again)
+	}
+	out := must("wait", "-timeout", "30s", jid)
+	if !strings.Contains(out, "state     succeeded") || !strings.Contains(out, `"reward":"gold"`) {
+		t.Fatalf("wait:\n%s", out)
+	}
+	if out := must("get", "-json", jid); !strings.Contains(out, `"state":"succeeded"`) {
+		t.Fatalf("get -json:\n%s", out)
+	}
+	if out := must("list", "-state", "succeeded"); !strings.Contains(out, jid) {
+		t.Fatalf("list:\n%s", out)
+	}
+	delayed := strings.TrimSpace(must("enqueue", "-delay", "1h", "rewards.rewards.grant", `{"uid":"bo","reward":"gem"}`))
+	if out := must("cancel", delayed); !strings.Contains(out, "cancelled") {
+		t.Fatalf("cancel:\n%s", out)
+	}
+	if _, err := jobs("retry", jid); err == nil {
+		t.Fatal("retry of a succeeded job was accepted")
+	}
+	if _, err := jobs("enqueue", "rewards.rewards.grant", "not json"); err == nil {
+		t.Fatal("enqueue accepted an argument that is not JSON")
+	}
+}

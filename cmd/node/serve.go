@@ -16,6 +16,7 @@ import (
 	"github.com/nopal-dev/nopal"
 	"github.com/nopal-dev/nopal/examples/chat"
 	"github.com/nopal-dev/nopal/examples/cluster"
+	rewards "github.com/nopal-dev/nopal/examples/reliable"
 	"github.com/nopal-dev/nopal/frontend"
 	"github.com/nopal-dev/nopal/metrics"
 	"github.com/nopal-dev/nopal/stream"
@@ -42,7 +43,7 @@ func (b *busFlags) config(id string) stream.Config {
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	types := fs.String("type", "connector,room", `server types to run in this process, comma-separated: "connector" (frontend) and "room" (backend) of the cluster chat, or "chat" (the standalone chat server, no bus)`)
+	types := fs.String("type", "connector,room", `server types to run in this process, comma-separated: "connector" (frontend) and "room" (backend) of the cluster chat, "rewards" (the reliable-RPC example's worker), or "chat" (the standalone chat server, no bus)`)
 	id := fs.String("id", "", "server id (one type only; default: type and a random suffix)")
 	tcp := fs.String("tcp", "127.0.0.1:3250", "TCP address for clients (frontends; empty: none)")
 	ws := fs.String("ws", "127.0.0.1:3251", "HTTP address: the chat page at / and WebSocket upgrades on any path (frontends; empty: none)")
@@ -160,7 +161,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		switch cfg.ServerType {
 		case cluster.ConnectorType:
 			cluster.SetupConnector(app)
+			if err := rewards.SetupClaims(app); err != nil {
+				return err
+			}
 			addAcceptors(app, cluster.RoomPrefix)
+		case rewards.RewardsType:
+			if _, err := rewards.SetupRewards(app); err != nil {
+				return err
+			}
 		case cluster.RoomType:
 			if err := cluster.SetupRoom(app); err != nil {
 				return err
@@ -168,7 +176,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		case "chat":
 			return errors.New(`-type chat runs alone (standalone, no bus)`)
 		default:
-			return fmt.Errorf("unknown server type %q (connector, room or chat)", cfg.ServerType)
+			return fmt.Errorf("unknown server type %q (connector, room, rewards or chat)", cfg.ServerType)
 		}
 		apps = append(apps, app)
 	}

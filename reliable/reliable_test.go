@@ -1,0 +1,722 @@
+package reliable_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/reliable"
+	"github.com/nopal-dev/nopal/stream"
+)
+
+func TestEnqueueRunsToSuccess(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	m, inv := newMailer(t, "a")
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+	ctx := testCtx(t)
+
+	jid, err := c.Enqueue(ctx, route, &Mail{To: "ann", Body: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jid) != 26 {
+		t.Fatalf("jid %q is not a ULID", jid)
+	}
+	j, err := c.Wait(ctx, jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != reliable.Succeeded || len(j.Attempts) != 1 || j.Attempts[0].Server != "a" || j.Attempts[0].Ended.IsZero() {
+		t.Fatalf("job %+v", j)
+	}
+	var r Receipt
+	if err := j.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ID != "ann#1" || m.Calls("ann") != 1 {
+		t.Fatalf("receipt %+v, calls %d", r, m.Calls("ann"))
+	}
+	got, err := c.Get(ctx, jid)
+	if err != nil || got.State != reliable.Succeeded || got.Revision == 0 {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	if _, err := c.Get(ctx, "nope"); !errors.Is(err, reliable.ErrNotFound) {
+		t.Fatalf("Get unknown: %v", err)
+	}
+	if _, err := c.Wait(ctx, "nope"); !errors.Is(err, reliable.ErrNotFound) {
+		t.Fatalf("Wait unknown: %v", err)
+	}
+	if _, err := c.Enqueue(ctx, "mailer.send", nil); !errors.Is(err, reliable.ErrInvalidRoute) {
+		t.Fatalf("two-part route: %v", err)
+	}
+	if _, err := c.Enqueue(ctx, route, nil, reliable.WithJID("a.b")); !errors.Is(err, reliable.ErrInvalidJID) {
+		t.Fatalf("dotted jid: %v", err)
+	}
+}
+
+func TestSameJIDRunsOnce(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	ctx := testCtx(t)
+	// Enqueued twice before any worker runs, concurrently.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			jid, err := c.Enqueue(ctx, route, &Mail{To: "bob"}, reliable.WithJID("order-42"))
+			if err == nil && jid != "order-42" {
+				err = fmt.Errorf("jid %q", jid)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, inv := newMailer(t, "a")
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+	j, err := c.Wait(ctx, "order-42")
+	if err != nil || j.State != reliable.Succeeded {
+		t.Fatalf("Wait = %+v, %v", j, err)
+	}
+	// Again after success: accepted, nothing runs, the record is untouched.
+	if jid, err := c.Enqueue(ctx, route, &Mail{To: "bob"}, reliable.WithJID("order-42")); err != nil || jid != "order-42" {
+		t.Fatalf("enqueue after success: %q, %v", jid, err)
+	}
+	after, err := c.Get(ctx, "order-42")
+	if err != nil || after.Revision != j.Revision {
+		t.Fatalf("record changed: %+v, %v", after, err)
+	}
+	// A sentinel enqueued afterwards completes; by then a second message
+	// of order-42, if any, would have been delivered first.
+	sentinel, err := c.Enqueue(ctx, route, &Mail{To: "sentinel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Calls("bob"); n != 1 {
+		t.Fatalf("order-42 ran %d times", n)
+	}
+}
+
+func TestDeadLetterThenRetry(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	m, inv := newMailer(t, "a")
+	m.failures = func(to string, n int) error {
+		if n <= 3 {
+			return codec.NewError("MAIL-503", fmt.Sprintf("smtp down (call %d)", n), map[string]string{"to": to})
+		}
+		return nil
+	}
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+	ctx := testCtx(t)
+
+	jid, err := c.Enqueue(ctx, route, &Mail{To: "cid"}, reliable.WithMaxAttempts(3), reliable.WithBackoff(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.Wait(ctx, jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != reliable.Dead || len(j.Attempts) != 3 || m.Calls("cid") != 3 {
+		t.Fatalf("job %+v, calls %d", j, m.Calls("cid"))
+	}
+	for i, a := range j.Attempts {
+		if a.N != i+1 || a.Error == nil || a.Error.Code != "MAIL-503" || a.Error.Metadata["to"] != "cid" {
+			t.Fatalf("attempt %d: %+v", i, a)
+		}
+	}
+	if j.Attempts[1].Started.Sub(j.Attempts[0].Ended) < 50*time.Millisecond {
+		t.Fatalf("no back-off between attempts: %+v", j.Attempts)
+	}
+	if j.LastError == nil || j.LastError.Message != "smtp down (call 3)" {
+		t.Fatalf("last error %+v", j.LastError)
+	}
+
+	// The dead letter, with the whole history.
+	dl := nextDeadLetter(t, bus, "mail", jid)
+	if dl.State != reliable.Dead || len(dl.Attempts) != 3 {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if err := c.Cancel(ctx, jid); !errors.Is(err, reliable.ErrState) {
+		t.Fatalf("cancel dead job: %v", err)
+	}
+
+	// Retry: from scratch, and the smtp server is back.
+	if err := c.Retry(ctx, jid); err != nil {
+		t.Fatal(err)
+	}
+	j, err = c.Wait(ctx, jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != reliable.Succeeded || len(j.Attempts) != 1 || m.Calls("cid") != 4 {
+		t.Fatalf("after retry: %+v, calls %d", j, m.Calls("cid"))
+	}
+	if err := c.Retry(ctx, jid); !errors.Is(err, reliable.ErrState) {
+		t.Fatalf("retry of a succeeded job: %v", err)
+	}
+	dlq, err := bus.JS.Stream(ctx, bus.Name(reliable.DLQStream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dlq.GetLastMsgForSubject(ctx, bus.Subject("jobdlq", "mail", jid)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("dead letter still there after retry: %v", err)
+	}
+}
+
+func TestPermanentErrorAndDeadline(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	ctx := testCtx(t)
+	var calls atomic.Int32
+	inv := reliable.InvokerFunc(func(ctx context.Context, route string, arg []byte) ([]byte, error) {
+		calls.Add(1)
+		if string(arg) == `"bad"` {
+			return nil, reliable.Permanent(codec.NewError(codec.CodeBadRequest, "bad address", nil))
+		}
+		<-ctx.Done() // runs until its deadline
+		return nil, ctx.Err()
+	})
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+
+	bad, err := c.Enqueue(ctx, route, "bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.Wait(ctx, bad)
+	if err != nil || j.State != reliable.Failed || len(j.Attempts) != 1 || j.LastError.Code != codec.CodeBadRequest {
+		t.Fatalf("permanent: %+v, %v", j, err)
+	}
+	slow, err := c.Enqueue(ctx, route, "slow", reliable.WithDeadline(time.Now().Add(200*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err = c.Wait(ctx, slow)
+	if err != nil || j.State != reliable.Failed || len(j.Attempts) != 1 || j.LastError.Code != reliable.CodeDeadline {
+		t.Fatalf("deadline: %+v, %v", j, err)
+	}
+	// Past its deadline before it runs: failed without a call.
+	late, err := c.Enqueue(ctx, route, "late", reliable.WithDeadline(time.Now().Add(-time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err = c.Wait(ctx, late)
+	if err != nil || j.State != reliable.Failed || len(j.Attempts) != 0 {
+		t.Fatalf("late: %+v, %v", j, err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d calls, want 2", n)
+	}
+	if err := c.Retry(ctx, late); !errors.Is(err, reliable.ErrState) {
+		t.Fatalf("retry past deadline: %v", err)
+	}
+	if dl := nextDeadLetter(t, bus, "mail", bad); dl.State != reliable.Failed {
+		t.Fatalf("dead letter of a failed job: %+v", dl)
+	}
+}
+
+// nextDeadLetter waits for jid's message in JOBS_DLQ and decodes it.
+func nextDeadLetter(t *testing.T, bus *stream.Bus, svtype, jid string) reliable.Job {
+	t.Helper()
+	ctx := testCtx(t)
+	cons, err := bus.JS.OrderedConsumer(ctx, bus.Name(reliable.DLQStream), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.Subject("jobdlq", svtype, jid)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j reliable.Job
+	if err := json.Unmarshal(msg.Data(), &j); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Headers().Get(reliable.HeaderState) != string(j.State) {
+		t.Fatalf("state header %q", msg.Headers().Get(reliable.HeaderState))
+	}
+	return j
+}
+
+func TestCancelDelayedJob(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	m, inv := newMailer(t, "a")
+	w := startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+	ctx := testCtx(t)
+
+	jid, err := c.Enqueue(ctx, route, &Mail{To: "dan"}, reliable.WithDelay(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cancel(ctx, jid); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.Wait(ctx, jid)
+	if err != nil || j.State != reliable.Cancelled {
+		t.Fatalf("Wait = %+v, %v", j, err)
+	}
+	if err := c.Cancel(ctx, jid); !errors.Is(err, reliable.ErrState) {
+		t.Fatalf("second cancel: %v", err)
+	}
+	// A job due after the cancelled one runs and ends.
+	sentinel, err := c.Enqueue(ctx, route, &Mail{To: "sentinel"}, reliable.WithDelay(400*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Calls("dan"); n != 0 {
+		t.Fatalf("cancelled job ran %d times", n)
+	}
+	if j, _ := c.Get(ctx, jid); j.State != reliable.Cancelled || len(j.Attempts) != 0 {
+		t.Fatalf("record %+v", j)
+	}
+	if st := w.Stats(); st.MaxAckPending != 1024 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCancelledMessageIsAckedUnrun(t *testing.T) {
+	// The job is cancelled while no worker runs, with its message still in
+	// JOBS (Cancel's removal of the message is best effort: here the
+	// message is published again to stand for one it could not remove).
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	ctx := testCtx(t)
+	jid, err := c.Enqueue(ctx, route, &Mail{To: "eve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cancel(ctx, jid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.JS.Publish(ctx, bus.Subject("job", "mail", jid), nil); err != nil {
+		t.Fatal(err)
+	}
+	m, inv := newMailer(t, "a")
+	// One at a time, in stream order: eve's message is handled before the
+	// sentinel's.
+	w := startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 1})
+	sentinel, err := c.Enqueue(ctx, route, &Mail{To: "sentinel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	if m.Calls("eve") != 0 || w.Stats().Jobs[reliable.Cancelled] != 1 {
+		t.Fatalf("calls %d, stats %+v", m.Calls("eve"), w.Stats())
+	}
+}
+
+func TestWaitWatchesUntilDone(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	entered, release := make(chan struct{}), make(chan struct{})
+	m, inv := newMailer(t, "a")
+	m.gate = func(ctx context.Context, _ string) error {
+		close(entered)
+		<-release
+		return nil
+	}
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+	ctx := testCtx(t)
+	jid, err := c.Enqueue(ctx, route, &Mail{To: "fay"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		j   reliable.Job
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		j, err := c.Wait(ctx, jid)
+		done <- result{j, err}
+	}()
+	<-entered
+	j, err := c.Get(ctx, jid)
+	if err != nil || j.State != reliable.Running {
+		t.Fatalf("while running: %+v, %v", j, err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("Wait returned while the job runs: %+v", r)
+	default:
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.j.State != reliable.Succeeded {
+		t.Fatalf("Wait = %+v, %v", r.j, r.err)
+	}
+}
+
+func TestList(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	ctx := testCtx(t)
+	var jids []string
+	for i := range 5 {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids = append(jids, jid)
+	}
+	other, err := c.Enqueue(ctx, "chat.room.post", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, inv := newMailer(t, "a")
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+	waitAll(t, bus, jids, 20*time.Second)
+
+	page, err := c.List(ctx, reliable.Filter{States: []reliable.State{reliable.Succeeded}})
+	if err != nil || len(page.Jobs) != 5 || page.Next != "" {
+		t.Fatalf("succeeded: %d jobs, next %q, %v", len(page.Jobs), page.Next, err)
+	}
+	page, err = c.List(ctx, reliable.Filter{States: []reliable.State{reliable.Queued}})
+	if err != nil || len(page.Jobs) != 1 || page.Jobs[0].JID != other {
+		t.Fatalf("queued: %+v, %v", page, err)
+	}
+	page, err = c.List(ctx, reliable.Filter{Route: "chat."})
+	if err != nil || len(page.Jobs) != 1 || page.Jobs[0].Route != "chat.room.post" {
+		t.Fatalf("by route prefix: %+v, %v", page, err)
+	}
+	// Pages of 2, in creation order.
+	var all []string
+	f := reliable.Filter{Route: route, Limit: 2}
+	for {
+		page, err := c.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range page.Jobs {
+			all = append(all, j.JID)
+		}
+		if page.Next == "" {
+			break
+		}
+		f.Cursor = page.Next
+	}
+	if fmt.Sprint(all) != fmt.Sprint(jids) {
+		t.Fatalf("pages %v, want %v", all, jids)
+	}
+	first, _ := c.Get(ctx, jids[2])
+	page, err = c.List(ctx, reliable.Filter{Route: route, Since: first.Created})
+	if err != nil || len(page.Jobs) != 3 {
+		t.Fatalf("since: %d jobs, %v", len(page.Jobs), err)
+	}
+	page, err = c.List(ctx, reliable.Filter{Route: route, Until: first.Created})
+	if err != nil || len(page.Jobs) != 2 {
+		t.Fatalf("until: %d jobs, %v", len(page.Jobs), err)
+	}
+}
+
+func TestTwoWorkersShareTheWork(t *testing.T) {
+	busA := newBus(t, "a")
+	busB := joinBus(t, busA.Server, "b")
+	c := newClient(t, busA)
+	ctx := testCtx(t)
+	const n = 200
+	var jids []string
+	for i := range n {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids = append(jids, jid)
+	}
+	// Every call waits until both workers have started one: so both must
+	// have taken jobs from the shared consumer.
+	var both sync.WaitGroup
+	both.Add(2)
+	mailers := map[string]*Mailer{}
+	for _, bus := range []*stream.Bus{busA, busB} {
+		m, inv := newMailer(t, bus.ServerID())
+		var once sync.Once
+		m.gate = func(ctx context.Context, _ string) error {
+			once.Do(both.Done)
+			both.Wait()
+			return nil
+		}
+		mailers[bus.ServerID()] = m
+		startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 4})
+	}
+	jobs := waitAll(t, busA, jids, 30*time.Second)
+	by := map[string]int{}
+	for i, jid := range jids {
+		j := jobs[jid]
+		if j.State != reliable.Succeeded || len(j.Attempts) != 1 {
+			t.Fatalf("job %+v", j)
+		}
+		by[j.Attempts[0].Server]++
+		to := fmt.Sprint("u", i)
+		if calls := mailers["a"].Calls(to) + mailers["b"].Calls(to); calls != 1 {
+			t.Fatalf("%s ran %d times", jid, calls)
+		}
+	}
+	if by["a"] == 0 || by["b"] == 0 || by["a"]+by["b"] != n {
+		t.Fatalf("jobs by server: %v", by)
+	}
+	t.Logf("jobs by server: %v", by)
+}
+
+func TestStopDrainsRunningJobs(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	m, inv := newMailer(t, "a")
+	var entered sync.WaitGroup
+	entered.Add(3)
+	release := make(chan struct{})
+	m.gate = func(ctx context.Context, _ string) error {
+		entered.Done()
+		<-release
+		return nil
+	}
+	w, err := reliable.NewWorker(testCtx(t), bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 4, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	var jids []string
+	for i := range 3 {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids = append(jids, jid)
+	}
+	entered.Wait()
+	if st := w.Stats(); st.Running != 3 || st.AckPending != 3 || st.QueueSize != 0 || st.MaxAckPending != 1024 {
+		t.Fatalf("stats while running: %+v", st)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.Stop(ctx) }()
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	// Stop returned after the jobs were recorded.
+	for _, jid := range jids {
+		if j, err := c.Get(ctx, jid); err != nil || j.State != reliable.Succeeded {
+			t.Fatalf("after Stop: %+v, %v", j, err)
+		}
+	}
+	if st := w.Stats(); st.Jobs[reliable.Succeeded] != 3 || st.Running != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A stopped worker takes nothing more.
+	jid, err := c.Enqueue(ctx, route, &Mail{To: "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := c.Get(ctx, jid); j.State != reliable.Queued {
+		t.Fatalf("late job %+v", j)
+	}
+}
+
+func TestStopTimeoutInterruptsJobs(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	entered := make(chan struct{})
+	inv := reliable.InvokerFunc(func(ctx context.Context, _ string, _ []byte) ([]byte, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	w, err := reliable.NewWorker(testCtx(t), bus, inv, reliable.WorkerConfig{ServerType: "mail", Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	jid, err := c.Enqueue(ctx, route, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	sctx, cancel := context.WithCancel(ctx)
+	cancel() // no patience at all
+	if err := w.Stop(sctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stop = %v", err)
+	}
+	// The interrupted attempt is recorded and the job will be retried.
+	kv, err := bus.JS.KeyValue(ctx, bus.Name(reliable.Bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := kv.Watch(ctx, jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Stop() }()
+	for e := range watch.Updates() {
+		if e == nil {
+			continue
+		}
+		var j reliable.Job
+		if err := json.Unmarshal(e.Value(), &j); err != nil {
+			t.Fatal(err)
+		}
+		if j.State == reliable.Retrying {
+			if j.LastError == nil || len(j.Attempts) != 1 {
+				t.Fatalf("job %+v", j)
+			}
+			return
+		}
+	}
+}
+
+func TestKilledWorkerJobIsRedelivered(t *testing.T) {
+	busA := newBus(t, "a")
+	busB := joinBus(t, busA.Server, "b")
+	c := newClient(t, busA)
+	ctx := testCtx(t)
+
+	mb, invB := newMailer(t, "b")
+	entered, release := make(chan struct{}), make(chan struct{})
+	mb.gate = func(ctx context.Context, _ string) error {
+		close(entered)
+		<-release
+		return nil
+	}
+	startWorker(t, busB, invB, reliable.WorkerConfig{ServerType: "mail", AckWait: time.Second})
+	t.Cleanup(func() { close(release) }) // runs before B's worker is stopped
+	jid, err := c.Enqueue(ctx, route, &Mail{To: "gus"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	ma, invA := newMailer(t, "a")
+	startWorker(t, busA, invA, reliable.WorkerConfig{ServerType: "mail", AckWait: time.Second})
+	busB.NC.Close() // server b dies mid-job
+
+	start := time.Now()
+	j, err := c.Wait(ctx, jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != reliable.Succeeded || len(j.Attempts) != 2 || ma.Calls("gus") != 1 {
+		t.Fatalf("job %+v, calls on a %d", j, ma.Calls("gus"))
+	}
+	if a := j.Attempts[0]; a.Server != "b" || a.Error == nil || a.Error.Code != reliable.CodeAbandoned {
+		t.Fatalf("first attempt %+v", a)
+	}
+	if a := j.Attempts[1]; a.Server != "a" || a.Error != nil {
+		t.Fatalf("second attempt %+v", a)
+	}
+	t.Logf("taken over after %v", time.Since(start))
+}
+
+func TestThousandJobs(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	m, inv := newMailer(t, "a")
+	w := startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 64})
+	ctx := testCtx(t)
+	const n = 1000
+	jids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := g; i < n; i += 8 {
+				jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				jids[i] = jid
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	jobs := waitAll(t, bus, jids, 60*time.Second)
+	for i, jid := range jids {
+		if jobs[jid].State != reliable.Succeeded || m.Calls(fmt.Sprint("u", i)) != 1 {
+			t.Fatalf("job %+v ran %d times", jobs[jid], m.Calls(fmt.Sprint("u", i)))
+		}
+	}
+	if st := w.Stats(); st.Jobs[reliable.Succeeded] != n {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestTargetedJob(t *testing.T) {
+	busA := newBus(t, "a")
+	busB := joinBus(t, busA.Server, "b")
+	c := newClient(t, busA)
+	_, invA := newMailer(t, "a")
+	_, invB := newMailer(t, "b")
+	startWorker(t, busA, invA, reliable.WorkerConfig{ServerType: "mail", Concurrency: 1})
+	startWorker(t, busB, invB, reliable.WorkerConfig{ServerType: "mail", Concurrency: 1})
+	ctx := testCtx(t)
+	var jids []string
+	for i := range 10 {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)}, reliable.WithTarget("b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids = append(jids, jid)
+	}
+	for jid, j := range waitAll(t, busA, jids, 20*time.Second) {
+		var r Receipt
+		if err := j.Decode(&r); err != nil || j.Target != "b" || r.By != "b" {
+			t.Fatalf("%s: %+v %+v %v", jid, j, r, err)
+		}
+	}
+}
+
+func TestLongJobKeepsItsLease(t *testing.T) {
+	// A job that runs longer than AckWait is not redelivered: the worker
+	// signals progress while it runs.
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	var calls atomic.Int32
+	inv := reliable.InvokerFunc(func(ctx context.Context, _ string, _ []byte) ([]byte, error) {
+		calls.Add(1)
+		<-time.After(1500 * time.Millisecond) // the work itself
+		return nil, nil
+	})
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", ServerID: "w1", AckWait: time.Second})
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", ServerID: "w2", AckWait: time.Second})
+	ctx := testCtx(t)
+	jid, err := c.Enqueue(ctx, route, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.Wait(ctx, jid)
+	if err != nil || j.State != reliable.Succeeded || len(j.Attempts) != 1 || calls.Load() != 1 {
+		t.Fatalf("job %+v, %v, %d calls", j, err, calls.Load())
+	}
+}

@@ -1,0 +1,320 @@
+package reliable
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nopal-dev/nopal/stream"
+	"github.com/oklog/ulid/v2"
+)
+
+// Names of the JetStream objects, before the bus's prefix ("nopal_jobs",
+// "nopal_JOBS", "nopal_JOBS_DLQ" with the default prefix).
+const (
+	Bucket    = "jobs"
+	Stream    = "JOBS"
+	DLQStream = "JOBS_DLQ"
+)
+
+// Headers set on job messages and dead letters.
+const (
+	HeaderRoute = "Nopal-Job-Route"
+	HeaderState = "Nopal-Job-State"
+)
+
+// dupWindow is the JOBS stream's Nats-Msg-Id window; orphanGrace is how long
+// a message whose record does not exist is kept before it is dropped (it
+// must outlast dupWindow, see worker.orphan).
+const (
+	dupWindow   = 2 * time.Minute
+	orphanGrace = dupWindow + time.Minute
+	opTimeout   = 5 * time.Second
+)
+
+// store is what Client and Worker share: the bucket and the two streams.
+type store struct {
+	bus      *stream.Bus
+	js       jetstream.JetStream
+	kv       jetstream.KeyValue
+	jobs     jetstream.Stream
+	dlq      jetstream.Stream
+	kvStream string // the bucket's stream, "KV_<bucket>"
+	log      *slog.Logger
+}
+
+// ClientOption configures NewClient.
+type ClientOption func(*clientOptions)
+
+type clientOptions struct {
+	log       *slog.Logger
+	dlqMaxAge time.Duration
+}
+
+// WithLogger sets the client's logger (default slog.Default()).
+func WithLogger(l *slog.Logger) ClientOption { return func(o *clientOptions) { o.log = l } }
+
+// WithDLQMaxAge bounds how long dead letters stay in JOBS_DLQ (default:
+// forever; the KV record keeps the job's history either way).
+func WithDLQMaxAge(d time.Duration) ClientOption {
+	return func(o *clientOptions) { o.dlqMaxAge = d }
+}
+
+// provision creates or updates the bucket and the streams (idempotent).
+func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, error) {
+	if bus == nil {
+		return nil, fmt.Errorf("%w: nil bus", ErrConfig)
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	kv, err := bus.KV(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "nopal: reliable RPC jobs by jid",
+		Storage:     jetstream.FileStorage,
+		History:     1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reliable: %w", err)
+	}
+	jobs, err := bus.Stream(ctx, jetstream.StreamConfig{
+		Name:        Stream,
+		Description: "nopal: reliable RPC jobs to run (work queue)",
+		Subjects:    []string{bus.Subject("job", ">")},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  dupWindow,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reliable: %w", err)
+	}
+	dlq, err := bus.Stream(ctx, jetstream.StreamConfig{
+		Name:              DLQStream,
+		Description:       "nopal: reliable RPC jobs that died or failed, with their history",
+		Subjects:          []string{bus.Subject("jobdlq", ">")},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            o.dlqMaxAge,
+		Duplicates:        dupWindow,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reliable: %w", err)
+	}
+	return &store{bus: bus, js: bus.JS, kv: kv, jobs: jobs, dlq: dlq, kvStream: "KV_" + kv.Bucket(), log: o.log}, nil
+}
+
+// jobSubject is where a record's message is published:
+// <p>.job.<svtype>.<jid>, or <p>.job.<svtype>.srv.<target>.<jid>.
+func (s *store) jobSubject(r *record) string {
+	if r.Target != "" {
+		return s.bus.Subject("job", r.ServerType(), "srv", r.Target, r.JID)
+	}
+	return s.bus.Subject("job", r.ServerType(), r.JID)
+}
+
+// dlqSubject is where a record's dead letter goes: <p>.jobdlq.<svtype>.<jid>.
+func (s *store) dlqSubject(r *record) string {
+	return s.bus.Subject("jobdlq", r.ServerType(), r.JID)
+}
+
+func (s *store) get(ctx context.Context, jid string) (*record, uint64, error) {
+	e, err := s.kv.Get(ctx, jid)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, jid)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reliable: get %s: %w", jid, err)
+	}
+	r, err := decode(e.Value())
+	if err != nil {
+		return nil, 0, fmt.Errorf("reliable: get %s: %w", jid, err)
+	}
+	r.Revision = e.Revision()
+	return r, e.Revision(), nil
+}
+
+func decode(b []byte) (*record, error) {
+	r := &record{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("bad record: %w", err)
+	}
+	return r, nil
+}
+
+func encode(r *record) []byte {
+	b, err := json.Marshal(r)
+	if err != nil {
+		// A record holds only strings, byte slices, numbers and times.
+		panic("reliable: encode record: " + err.Error())
+	}
+	return b
+}
+
+// publish sends the record's job message with Nats-Msg-Id id and waits for
+// the stream's ack. The message carries a copy of the record at revision
+// r.Revision: a worker claims the job with a compare-and-set on that
+// revision without reading the record first, and reads it only when the
+// record has changed since (a redelivery, a cancel).
+func (s *store) publish(ctx context.Context, r *record, id string) (*jetstream.PubAck, error) {
+	m := nats.NewMsg(s.jobSubject(r))
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	m.Header.Set(HeaderRoute, r.Route)
+	if r.Revision != 0 {
+		m.Header.Set(headerRevision, strconv.FormatUint(r.Revision, 10))
+		m.Data = encode(r)
+	}
+	return s.js.PublishMsg(ctx, m)
+}
+
+// headerRevision is the KV revision of the record copy a job message carries.
+const headerRevision = "Nopal-Job-Revision"
+
+// fromMessage returns the record copy carried by a job message, and its
+// revision (0 if there is none).
+func fromMessage(msg jetstream.Msg) (*record, uint64) {
+	rev, err := strconv.ParseUint(msg.Headers().Get(headerRevision), 10, 64)
+	if err != nil || rev == 0 {
+		return nil, 0
+	}
+	r, err := decode(msg.Data())
+	if err != nil {
+		return nil, 0
+	}
+	r.Revision = rev
+	return r, rev
+}
+
+// ensurePublished publishes the record's message unless one for its jid is
+// in JOBS. It closes the window of a crash between the KV Create (or a
+// Retry's Update) and the publish. A duplicate message is harmless: the
+// worker that claims the job records the message's sequence and drops any
+// other.
+func (s *store) ensurePublished(ctx context.Context, r *record) error {
+	_, err := s.jobs.GetLastMsgForSubject(ctx, s.jobSubject(r))
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("reliable: look up message of %s: %w", r.JID, err)
+	}
+	ack, err := s.publish(ctx, r, r.msgID())
+	if err != nil {
+		return fmt.Errorf("reliable: publish %s: %w", r.JID, err)
+	}
+	if ack.Duplicate {
+		// A message with this id was stored less than 2 minutes ago and
+		// is gone (an operator purged it): publish under a fresh id.
+		if _, err := s.publish(ctx, r, r.msgID()+"#"+ulid.Make().String()); err != nil {
+			return fmt.Errorf("reliable: publish %s: %w", r.JID, err)
+		}
+	}
+	s.log.Info("reliable: job message re-published", "jid", r.JID, "state", r.State)
+	return nil
+}
+
+// publishDLQ stores the record, with its attempts, in JOBS_DLQ (one copy per
+// jid: a later one replaces it).
+func (s *store) publishDLQ(ctx context.Context, r *record) error {
+	body, err := json.Marshal(&r.Job)
+	if err != nil {
+		return fmt.Errorf("reliable: dead letter %s: %w", r.JID, err)
+	}
+	m := nats.NewMsg(s.dlqSubject(r))
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s#dlq#%d#%s", r.JID, r.Gen, r.State))
+	m.Header.Set(HeaderRoute, r.Route)
+	m.Header.Set(HeaderState, string(r.State))
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("reliable: dead letter %s: %w", r.JID, err)
+	}
+	return nil
+}
+
+// scan calls fn with every record last updated at or after since (all when
+// since is zero), reading the bucket's stream once with an ordered consumer.
+// fn returning false stops the scan.
+func (s *store) scan(ctx context.Context, since time.Time, fn func(*record) bool) error {
+	st, err := s.js.Stream(ctx, s.kvStream)
+	if err != nil {
+		return fmt.Errorf("reliable: scan: %w", err)
+	}
+	info := st.CachedInfo()
+	if info.State.Msgs == 0 || (!since.IsZero() && info.State.LastTime.Before(since)) {
+		return nil
+	}
+	last := info.State.LastSeq
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{"$KV." + s.kv.Bucket() + ".>"},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: 10 * time.Second,
+	}
+	if !since.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &since
+	}
+	cons, err := s.js.OrderedConsumer(ctx, s.kvStream, cfg)
+	if err != nil {
+		return fmt.Errorf("reliable: scan: %w", err)
+	}
+	for {
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("reliable: scan: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			done := md.NumPending == 0 || md.Sequence.Stream >= last
+			switch m.Headers().Get("KV-Operation") {
+			case "DEL", "PURGE":
+			default:
+				if r, err := decode(m.Data()); err == nil {
+					r.Revision = md.Sequence.Stream
+					done = !fn(r) || done
+				}
+			}
+			if done {
+				// The rest of the batch would only wait for the pull
+				// to expire: leave it (the fetch ends on its own).
+				return ctx.Err()
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("reliable: scan: %w", err)
+		}
+		if n == 0 {
+			return ctx.Err()
+		}
+	}
+}
+
+// conflict reports whether err is a compare-and-set failure: the key exists
+// (Create) or its last revision is not the one given (Update, Delete).
+func conflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// opCtx is a context for one I/O step that must happen even when the
+// caller's context is done (undoing a half-done Enqueue, recording a result).
+func opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}

@@ -1,0 +1,854 @@
+package reliable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nopal-dev/nopal/stream"
+)
+
+// Invoker runs a job: the application implements it with its remotes
+// registry (backend.Registry.Handle). Errors may be *codec.Error (their
+// code, message and metadata are recorded) or plain errors (PIT-500); wrap
+// one with Permanent to fail the job without further attempts.
+//
+// Jobs run at least once: an Invoker's remotes must be idempotent.
+type Invoker interface {
+	Invoke(ctx context.Context, route string, arg []byte) ([]byte, error)
+}
+
+// InvokerFunc adapts a function to Invoker.
+type InvokerFunc func(ctx context.Context, route string, arg []byte) ([]byte, error)
+
+// Invoke calls f.
+func (f InvokerFunc) Invoke(ctx context.Context, route string, arg []byte) ([]byte, error) {
+	return f(ctx, route, arg)
+}
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// ServerType whose jobs the worker runs (required): the first token of
+	// their routes.
+	ServerType string
+	// ServerID of this server (default: the bus's ServerID); attempts are
+	// recorded under it and WithTarget jobs name it.
+	ServerID string
+	// Concurrency is the most jobs the worker runs at once (default 16).
+	Concurrency int
+	// AckWait is how long a job may go without an acknowledgement before
+	// JetStream gives it to another worker (default 30s). While a job runs
+	// the worker signals progress every AckWait/3, so AckWait bounds how
+	// long a killed worker's job waits, not how long a job may run. It is
+	// a setting of the consumer shared by all servers of the type: the last
+	// worker started sets it.
+	AckWait time.Duration
+	// MaxAckPending is the most jobs the type's consumer has delivered and
+	// not yet acknowledged (default 1024). JetStream stops delivering,
+	// silently, when it is reached; jobs waiting for a delay or a back-off
+	// count towards it. Watch WorkerStats.AckPending against it.
+	MaxAckPending int
+	// SweepInterval is how often the worker looks for jobs whose message
+	// is missing from JOBS (a process killed between the KV Create and the
+	// publish of an Enqueue) and re-publishes them (default 1 minute;
+	// negative disables). The first sweep at Start reads the whole bucket,
+	// later ones only records updated in the last few intervals.
+	SweepInterval time.Duration
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// WorkerStats are a worker's counters and its consumer's gauges, for the
+// worker_* metrics.
+type WorkerStats struct {
+	// Jobs counts jobs this worker finished, by outcome: succeeded,
+	// failed, dead, and cancelled (acked without running).
+	Jobs map[State]uint64
+	// Retries counts failed attempts that were scheduled to run again.
+	Retries uint64
+	// Running is the number of jobs running now.
+	Running int
+	// QueueSize is the number of jobs of the type (and of jobs targeted at
+	// this server) not yet delivered to any worker (consumers' NumPending).
+	QueueSize uint64
+	// AckPending is the number of jobs delivered and not yet acknowledged:
+	// running, or waiting for a delay or a back-off. When it reaches
+	// MaxAckPending the consumer stalls.
+	AckPending    int
+	MaxAckPending int
+	// Redelivered is the consumers' NumRedelivered.
+	Redelivered int
+}
+
+// Worker runs the jobs of one server type. All servers of the type share one
+// durable pull consumer ("jobs_<svtype>") on JOBS, so each job goes to one
+// of them at a time; each server also has a consumer for jobs targeted at it
+// ("jobsrv_<serverID>").
+type Worker struct {
+	s        *store
+	inv      Invoker
+	cfg      WorkerConfig
+	log      *slog.Logger
+	shared   jetstream.Consumer
+	targeted jetstream.Consumer
+	sweepAge time.Duration // a record must be this old to be swept
+	pollWait time.Duration
+
+	sem chan struct{}
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	inflight map[uint64]struct{} // stream sequences running here
+	stopCh   chan struct{}
+	loops    sync.WaitGroup
+	jobs     sync.WaitGroup
+	hardCtx  context.Context // ends when Stop gives up waiting
+	hardStop context.CancelFunc
+
+	succeeded, failed, dead, cancelled, retries atomic.Uint64
+	running                                     atomic.Int64
+}
+
+// NewWorker provisions the bucket, the streams and the worker's consumers,
+// and returns a Worker to Start.
+//
+// The consumer has no MaxDeliver (and no BackOff): attempts are counted in
+// the job's KV record against the job's own MaxAttempts, which a consumer
+// setting could not express, and deliveries that only wait for a delay or
+// take over a killed worker's job are not attempts of their own. The worker
+// that sees the last attempt fail records the job dead, copies it to
+// JOBS_DLQ and acks it, so no message is left in the work queue past its
+// last attempt and no advisory is needed.
+func NewWorker(ctx context.Context, bus *stream.Bus, inv Invoker, cfg WorkerConfig) (*Worker, error) {
+	if inv == nil {
+		return nil, fmt.Errorf("%w: nil Invoker", ErrConfig)
+	}
+	if cfg.ServerID == "" && bus != nil {
+		cfg.ServerID = bus.ServerID()
+	}
+	switch {
+	case !validToken(cfg.ServerType):
+		return nil, fmt.Errorf("%w: ServerType %q", ErrConfig, cfg.ServerType)
+	case !validToken(cfg.ServerID):
+		return nil, fmt.Errorf("%w: ServerID %q", ErrConfig, cfg.ServerID)
+	case cfg.Concurrency < 0 || cfg.AckWait < 0 || cfg.MaxAckPending < 0:
+		return nil, fmt.Errorf("%w: negative Concurrency, AckWait or MaxAckPending", ErrConfig)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.AckWait < 300*time.Millisecond {
+		return nil, fmt.Errorf("%w: AckWait %v (at least 300ms)", ErrConfig, cfg.AckWait)
+	}
+	if cfg.MaxAckPending == 0 {
+		cfg.MaxAckPending = 1024
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s, err := provision(ctx, bus, clientOptions{log: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		s: s, inv: inv, cfg: cfg,
+		log:      cfg.Logger.With("worker", cfg.ServerType, "server", cfg.ServerID),
+		sweepAge: 30 * time.Second,
+		pollWait: 500 * time.Millisecond,
+		sem:      make(chan struct{}, cfg.Concurrency),
+		inflight: make(map[uint64]struct{}),
+		stopCh:   make(chan struct{}),
+	}
+	w.hardCtx, w.hardStop = context.WithCancel(context.Background())
+	if err := w.provisionConsumers(ctx); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Worker) provisionConsumers(ctx context.Context) error {
+	svtype, id := w.cfg.ServerType, w.cfg.ServerID
+	shared, err := w.s.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       "jobs_" + svtype,
+		Description:   "nopal: jobs of server type " + svtype,
+		FilterSubject: w.s.bus.Subject("job", svtype, "*"),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: w.cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("reliable: consumer of %s: %w", svtype, err)
+	}
+	targeted, err := w.s.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       "jobsrv_" + id,
+		Description:   "nopal: jobs targeted at server " + id,
+		FilterSubject: w.s.bus.Subject("job", svtype, "srv", id, "*"),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: w.cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// A server that is gone for good leaves its consumer behind for a
+		// day; its jobs stay in JOBS (work queue) until cancelled.
+		InactiveThreshold: 24 * time.Hour,
+	})
+	if err != nil {
+		return fmt.Errorf("reliable: consumer of server %s: %w", id, err)
+	}
+	w.mu.Lock()
+	w.shared, w.targeted = shared, targeted
+	w.mu.Unlock()
+	return nil
+}
+
+// Start starts fetching and running jobs, and the sweeper. The worker runs
+// until Stop; ctx only bounds the start.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started || w.stopped {
+		return fmt.Errorf("%w: worker already started or stopped", ErrConfig)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w.started = true
+	w.loops.Add(2)
+	go w.fetchLoop(false)
+	go w.fetchLoop(true)
+	if w.cfg.SweepInterval > 0 {
+		w.loops.Add(1)
+		go w.sweepLoop()
+	}
+	return nil
+}
+
+// Stop drains the worker: it stops fetching (messages that arrive meanwhile
+// are handed back at once), waits for the running jobs to finish, and
+// returns. If ctx ends first, the running jobs' contexts are cancelled (their
+// attempts end with the context's error and are retried like any failure)
+// and Stop returns ctx's error.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.started || w.stopped {
+		w.stopped = true
+		w.mu.Unlock()
+		w.hardStop()
+		return nil
+	}
+	w.stopped = true
+	close(w.stopCh)
+	w.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		w.loops.Wait() // no job starts after this
+		w.jobs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		w.hardStop()
+		return nil
+	case <-ctx.Done():
+		w.hardStop()
+		return fmt.Errorf("reliable: stop: %w", ctx.Err())
+	}
+}
+
+// Stats returns the worker's counters and its consumers' gauges (read from
+// the server, bounded by 2 s; zero gauges when it cannot be reached).
+func (w *Worker) Stats() WorkerStats {
+	st := WorkerStats{
+		Jobs: map[State]uint64{
+			Succeeded: w.succeeded.Load(), Failed: w.failed.Load(),
+			Dead: w.dead.Load(), Cancelled: w.cancelled.Load(),
+		},
+		Retries:       w.retries.Load(),
+		Running:       int(w.running.Load()),
+		MaxAckPending: w.cfg.MaxAckPending,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	w.mu.Lock()
+	cons := []jetstream.Consumer{w.shared, w.targeted}
+	w.mu.Unlock()
+	for _, c := range cons {
+		info, err := c.Info(ctx)
+		if err != nil {
+			continue
+		}
+		st.QueueSize += info.NumPending
+		st.AckPending += info.NumAckPending
+		st.Redelivered += info.NumRedelivered
+	}
+	return st
+}
+
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// fetchLoop pulls jobs. The shared loop reserves the free slots and takes
+// what is queued now with a no-wait pull of that many, so under load no job
+// waits in the client; when nothing is queued it waits for the next job with
+// a pull of one, holding no slot (an idle worker must not sit on its slots
+// while targeted jobs come in). A job that arrives by a pull of one waits
+// for a slot, if none is free by then, signalling progress meanwhile. The
+// targeted loop (rare jobs) always pulls one at a time that way.
+func (w *Worker) fetchLoop(targeted bool) {
+	defer w.loops.Done()
+	delay := time.Duration(0)
+	for {
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-w.stopCh:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if w.stopping() {
+			return
+		}
+		w.mu.Lock()
+		cons := w.shared
+		if targeted {
+			cons = w.targeted
+		}
+		w.mu.Unlock()
+		var err error
+		if targeted {
+			_, err = w.pull(cons, 1, false, false)
+		} else {
+			n := w.reserve()
+			if n == 0 {
+				return // stopping
+			}
+			var got int
+			got, err = w.pull(cons, n, true, true)
+			if got == 0 && err == nil {
+				_, err = w.pull(cons, 1, false, false)
+			}
+		}
+		if err != nil {
+			delay = w.fetchFailed(err, delay)
+			continue
+		}
+		delay = 0
+	}
+}
+
+// reserve waits for a free slot and takes every free one; 0 if the worker
+// stops first.
+func (w *Worker) reserve() int {
+	select {
+	case <-w.stopCh:
+		return 0
+	case w.sem <- struct{}{}:
+	}
+	n := 1
+	for n < w.cfg.Concurrency {
+		select {
+		case w.sem <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// pull fetches up to n jobs (noWait: only those queued now) and starts
+// them. With reserved, n slots are held already and the unused ones are
+// released; otherwise each job first waits for a slot. It returns how many
+// messages arrived.
+func (w *Worker) pull(cons jetstream.Consumer, n int, noWait, reserved bool) (int, error) {
+	var batch jetstream.MessageBatch
+	var err error
+	if noWait {
+		batch, err = cons.FetchNoWait(n)
+	} else {
+		batch, err = cons.Fetch(n, jetstream.FetchMaxWait(w.pollWait))
+	}
+	if err != nil {
+		if reserved {
+			w.release(n)
+		}
+		return 0, err
+	}
+	got, started := 0, 0
+	for msg := range batch.Messages() {
+		got++
+		if w.stopping() {
+			_ = msg.Nak() // hand it back to another server at once
+			continue
+		}
+		if !reserved && !w.acquire(msg) {
+			_ = msg.Nak()
+			continue
+		}
+		started++
+		w.jobs.Add(1)
+		go func() {
+			defer w.jobs.Done()
+			defer w.release(1)
+			w.handle(msg)
+		}()
+	}
+	if reserved {
+		w.release(n - started) // slots of the jobs not started
+	}
+	return got, batch.Error()
+}
+
+// fetchFailed logs a fetch error, re-creates a consumer that was deleted,
+// and returns the next back-off.
+func (w *Worker) fetchFailed(err error, delay time.Duration) time.Duration {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+		ctx, cancel := opCtx()
+		perr := w.provisionConsumers(ctx)
+		cancel()
+		if perr == nil {
+			w.log.Warn("reliable: consumer was missing and has been re-created", "err", err)
+			return 0
+		}
+	}
+	if delay == 0 {
+		delay = 100 * time.Millisecond
+	} else {
+		delay = min(2*delay, 2*time.Second)
+	}
+	w.log.Debug("reliable: fetch failed", "err", err, "retry_in", delay)
+	return delay
+}
+
+// acquire waits for a free slot for msg, signalling progress meanwhile; it
+// returns false if the worker stops first.
+func (w *Worker) acquire(msg jetstream.Msg) bool {
+	t := time.NewTicker(w.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case w.sem <- struct{}{}:
+			return true
+		case <-w.stopCh:
+			return false
+		case <-t.C:
+			_ = msg.InProgress()
+		}
+	}
+}
+
+func (w *Worker) release(n int) {
+	for range n {
+		<-w.sem
+	}
+}
+
+// keepAlive signals progress on msg every AckWait/3 until the returned func
+// is called.
+func (w *Worker) keepAlive(msg jetstream.Msg) func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(w.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// handle runs one delivery of a job message.
+func (w *Worker) handle(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		w.log.Error("reliable: message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	seq := md.Sequence.Stream
+	w.mu.Lock()
+	if _, dup := w.inflight[seq]; dup {
+		// A redelivery of the message this worker is running (a progress
+		// signal got lost): the running execution acks it.
+		w.mu.Unlock()
+		return
+	}
+	w.inflight[seq] = struct{}{}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.inflight, seq)
+		w.mu.Unlock()
+	}()
+	subj := msg.Subject()
+	jid := subj[strings.LastIndexByte(subj, '.')+1:]
+
+	d := &delivery{Msg: msg, stop: sync.OnceFunc(w.keepAlive(msg))}
+	defer d.stop()
+	r, rev, ok := w.claim(d, md, jid)
+	if !ok {
+		return
+	}
+	w.run(d, r, rev)
+}
+
+// delivery is a message being handled: its progress signals stop before it
+// is acked or nak'd (a progress signal after a NakWithDelay would restart
+// the AckWait clock and override the delay).
+type delivery struct {
+	jetstream.Msg
+	stop func()
+}
+
+func (d *delivery) Ack() error  { d.stop(); return d.Msg.Ack() }
+func (d *delivery) Nak() error  { d.stop(); return d.Msg.Nak() }
+func (d *delivery) Term() error { d.stop(); return d.Msg.Term() }
+func (d *delivery) NakWithDelay(delay time.Duration) error {
+	d.stop()
+	return d.Msg.NakWithDelay(delay)
+}
+
+// claim reads the job's record and decides what this delivery does. It
+// returns the record, claimed as running by this worker, when the job is to
+// run now; otherwise it has acked or nak'd msg itself.
+func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string) (*record, uint64, bool) {
+	seq := md.Sequence.Stream
+	// First try the record copy the message carries: if the record has
+	// not changed since the publish, the claim's compare-and-set succeeds
+	// without a read. Otherwise it fails and the loop reads the record.
+	copyRec, copyRev := fromMessage(msg)
+	for {
+		var r *record
+		var rev uint64
+		var err error
+		if copyRec != nil && md.NumDelivered == 1 {
+			r, rev, copyRec = copyRec, copyRev, nil
+		} else {
+			ctx, cancel := opCtx()
+			r, rev, err = w.s.get(ctx, jid)
+			cancel()
+		}
+		if errors.Is(err, ErrNotFound) {
+			w.orphan(msg, md, jid)
+			return nil, 0, false
+		}
+		if err != nil {
+			w.log.Warn("reliable: read job", "jid", jid, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return nil, 0, false
+		}
+		now := time.Now()
+		switch r.State {
+		case Succeeded, Cancelled:
+			// Done, or cancelled: never run twice, never run at all.
+			if r.State == Cancelled {
+				w.cancelled.Add(1)
+			}
+			_ = msg.Ack()
+			return nil, 0, false
+		case Failed, Dead:
+			// Recorded terminal by a worker that could not finish moving
+			// it: make sure the dead letter exists, then remove it.
+			ctx, cancel := opCtx()
+			err := w.s.publishDLQ(ctx, r)
+			cancel()
+			if err != nil {
+				_ = msg.NakWithDelay(time.Second)
+				return nil, 0, false
+			}
+			_ = msg.Ack()
+			return nil, 0, false
+		}
+		if r.Seq != 0 && r.Seq != seq {
+			// A duplicate message of a job another message owns.
+			_ = msg.Ack()
+			return nil, 0, false
+		}
+		if a := r.openAttempt(); a != nil {
+			// The worker that ran it stopped acknowledging it: take over.
+			a.Ended = now
+			a.Error = &ErrorInfo{Code: CodeAbandoned, Message: fmt.Sprintf("worker %s stopped acknowledging the job; it was redelivered", a.Server)}
+			r.LastError = a.Error
+		}
+		var final State
+		switch {
+		case !r.Deadline.IsZero() && !now.Before(r.Deadline):
+			final = Failed
+			r.LastError = &ErrorInfo{Code: CodeDeadline, Message: "job deadline passed before it could run"}
+		case len(r.Attempts) >= r.MaxAttempts:
+			final = Dead
+		}
+		if final != "" {
+			r.State, r.Updated = final, now
+			if _, err := w.cas(jid, r, rev); err != nil {
+				if errors.Is(err, errLost) {
+					continue
+				}
+				_ = msg.NakWithDelay(time.Second)
+				return nil, 0, false
+			}
+			w.finish(msg, r)
+			return nil, 0, false
+		}
+		if wait := r.NotBefore.Sub(now); wait > 5*time.Millisecond {
+			_ = msg.NakWithDelay(wait)
+			return nil, 0, false
+		}
+		r.State, r.Seq, r.Updated, r.NotBefore = Running, seq, now, time.Time{}
+		r.Attempts = append(r.Attempts, Attempt{N: len(r.Attempts) + 1, Server: w.cfg.ServerID, Started: now})
+		nrev, err := w.cas(jid, r, rev)
+		if errors.Is(err, errLost) {
+			continue // changed meanwhile (cancelled, claimed): read again
+		}
+		if err != nil {
+			w.log.Warn("reliable: claim job", "jid", jid, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return nil, 0, false
+		}
+		return r, nrev, true
+	}
+}
+
+// orphan handles a message whose record does not exist. That happens when
+// an Enqueue's publish failed (or seemed to) and it removed the record: the
+// job was not enqueued. The message is kept for orphanGrace, longer than the
+// Nats-Msg-Id window, in case the caller enqueues the jid again (its publish
+// is then dropped as a duplicate and this message is the job's), and then
+// removed.
+func (w *Worker) orphan(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string) {
+	age := time.Since(md.Timestamp)
+	if age < orphanGrace {
+		_ = msg.NakWithDelay(min(orphanGrace-age, 30*time.Second))
+		return
+	}
+	w.log.Warn("reliable: dropping a job message that has no record", "jid", jid, "age", age)
+	_ = msg.Ack()
+}
+
+// run invokes a claimed job and records the outcome.
+func (w *Worker) run(msg jetstream.Msg, r *record, rev uint64) {
+	w.running.Add(1)
+	defer w.running.Add(-1)
+	ctx := w.hardCtx
+	if !r.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, r.Deadline)
+		defer cancel()
+	}
+	out, err := w.invoke(ctx, r)
+	now := time.Now()
+	a := &r.Attempts[len(r.Attempts)-1]
+	a.Ended, r.Updated = now, now
+	var delay time.Duration
+	if err == nil {
+		r.State, r.Result, r.LastError = Succeeded, out, nil
+	} else {
+		a.Error = errorInfo(err)
+		r.LastError = a.Error
+		switch {
+		case IsPermanent(err):
+			r.State = Failed
+		case !r.Deadline.IsZero() && !now.Before(r.Deadline):
+			r.State = Failed
+		case len(r.Attempts) < r.MaxAttempts:
+			r.State = Retrying
+			delay = r.backoffFor(len(r.Attempts))
+			r.NotBefore = now.Add(delay)
+		default:
+			r.State = Dead
+		}
+	}
+	if _, err := w.cas(r.JID, r, rev); err != nil {
+		// errLost: another worker took the job over (this one went past
+		// AckWait without a progress signal getting through); its attempt
+		// counts, this result is dropped. Otherwise the store is out of
+		// reach: the message is redelivered after AckWait.
+		w.log.Warn("reliable: could not record the attempt", "jid", r.JID, "state", r.State, "err", err)
+		return
+	}
+	if r.State == Retrying {
+		w.retries.Add(1)
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+	w.finish(msg, r)
+}
+
+// finish acks a job recorded terminal, moving failed and dead ones to
+// JOBS_DLQ first.
+func (w *Worker) finish(msg jetstream.Msg, r *record) {
+	switch r.State {
+	case Succeeded:
+		w.succeeded.Add(1)
+	case Failed, Dead:
+		ctx, cancel := opCtx()
+		err := w.s.publishDLQ(ctx, r)
+		cancel()
+		if err != nil {
+			// Not acked: the next delivery sees the terminal record and
+			// publishes the dead letter again.
+			w.log.Warn("reliable: could not publish dead letter", "jid", r.JID, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if r.State == Failed {
+			w.failed.Add(1)
+		} else {
+			w.dead.Add(1)
+		}
+		w.log.Info("reliable: job "+string(r.State), "jid", r.JID, "route", r.Route, "attempts", len(r.Attempts), "err", r.LastError)
+	}
+	_ = msg.Ack()
+}
+
+func (w *Worker) invoke(ctx context.Context, r *record) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("reliable: invoker panicked", "jid", r.JID, "route", r.Route, "panic", p)
+			err = fmt.Errorf("reliable: invoker panicked: %v", p)
+		}
+	}()
+	return w.inv.Invoke(ctx, r.Route, r.Arg)
+}
+
+// errLost: the record changed under a compare-and-set, by someone else.
+var errLost = errors.New("reliable: record changed by another writer")
+
+// cas writes r over revision rev. When the write fails, it reads the record
+// back: if the stored record is this write (an update that timed out but was
+// applied), it succeeded; if it is another, errLost. A store out of reach is
+// retried until AckWait has passed.
+func (w *Worker) cas(jid string, r *record, rev uint64) (uint64, error) {
+	val := encode(r)
+	until := time.Now().Add(w.cfg.AckWait)
+	delay := 50 * time.Millisecond
+	for {
+		ctx, cancel := opCtx()
+		nrev, err := w.s.kv.Update(ctx, jid, val, rev)
+		cancel()
+		if err == nil {
+			return nrev, nil
+		}
+		ctx, cancel = opCtx()
+		cur, crev, gerr := w.s.get(ctx, jid)
+		cancel()
+		switch {
+		case errors.Is(gerr, ErrNotFound):
+			return 0, errLost
+		case gerr == nil && crev != rev:
+			if cur.State == r.State && cur.Updated.Equal(r.Updated) && len(cur.Attempts) == len(r.Attempts) {
+				return crev, nil
+			}
+			return 0, errLost
+		}
+		if time.Now().After(until) {
+			return 0, fmt.Errorf("reliable: write %s: %w", jid, err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// sweepLoop re-publishes jobs whose message is missing; see
+// WorkerConfig.SweepInterval.
+func (w *Worker) sweepLoop() {
+	defer w.loops.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-w.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	interval := w.cfg.SweepInterval
+	var since time.Time // the first sweep reads everything
+	for {
+		start := time.Now()
+		if err := w.sweep(ctx, since); err != nil && ctx.Err() == nil {
+			w.log.Warn("reliable: sweep", "err", err)
+		} else if err == nil {
+			since = start.Add(-2*interval - w.sweepAge)
+		}
+		jitter := time.Duration(float64(interval) * (0.8 + 0.4*rand.Float64()))
+		t := time.NewTimer(jitter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweep re-publishes the non-terminal jobs of the worker's type, last
+// updated more than sweepAge ago, that have no message in JOBS.
+func (w *Worker) sweep(ctx context.Context, since time.Time) error {
+	now := time.Now()
+	var todo []*record
+	err := w.s.scan(ctx, since, func(r *record) bool {
+		if r.ServerType() == w.cfg.ServerType && !r.State.Terminal() && now.Sub(r.Updated) >= w.sweepAge {
+			todo = append(todo, r)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range todo {
+		if _, err := w.s.jobs.GetLastMsgForSubject(ctx, w.s.jobSubject(r)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // present, or the store is out of reach
+		}
+		cur, rev, err := w.s.get(ctx, r.JID)
+		if err != nil || rev != r.Revision {
+			continue // changed since the scan: not stuck
+		}
+		if cur.Seq != 0 {
+			// Its message was removed from outside (a purge): let the
+			// next message claim it.
+			cur.Seq, cur.Updated = 0, time.Now()
+			nrev, err := w.s.kv.Update(ctx, cur.JID, encode(cur), rev)
+			if err != nil {
+				continue
+			}
+			cur.Revision = nrev
+		}
+		if err := w.s.ensurePublished(ctx, cur); err != nil {
+			w.log.Warn("reliable: sweep", "jid", cur.JID, "err", err)
+		}
+	}
+	return nil
+}
