@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,10 +60,13 @@ func startServe(t *testing.T, extra ...string) *node {
 			break
 		}
 	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if slices.Contains(args, "") { // -tcp "" -ws "": a backend
+		return n
+	}
 	if len(addrs) != 2 {
 		t.Fatalf("serve did not get ready: addresses %v", addrs)
 	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
 	n.tcp, n.ws = addrs[0], addrs[1]
 	return n
 }
@@ -224,8 +228,10 @@ func TestServeMetrics(t *testing.T) {
 	}
 }
 
+// The README's tour: a job enqueued while no worker of its type runs waits,
+// queued, and runs once a worker starts.
 func TestJobsCommands(t *testing.T) {
-	n := startServe(t, "-type", "connector,room,rewards", "-nats-listen", "127.0.0.1:0")
+	n := startServe(t, "-nats-listen", "127.0.0.1:0")
 	jobs := func(args ...string) (string, error) {
 		t.Helper()
 		var out strings.Builder
@@ -247,6 +253,10 @@ func TestJobsCommands(t *testing.T) {
 	if again := strings.TrimSpace(must("enqueue", "-jid", "grant-ana-gold", "rewards.rewards.grant", `{"uid":"ana","reward":"gold"}`)); again != jid {
 		t.Fatalf("the same jid enqueued twice gave %q", again)
 	}
+	if out := must("get", jid); !strings.Contains(out, "state     queued") {
+		t.Fatalf("get before any worker:\n%s", out)
+	}
+	startServe(t, "-type", "rewards", "-tcp", "", "-ws", "", "-nats", n.nats)
 	out := must("wait", "-timeout", "30s", jid)
 	if !strings.Contains(out, "state     succeeded") || !strings.Contains(out, `"reward":"gold"`) {
 		t.Fatalf("wait:\n%s", out)
