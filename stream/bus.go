@@ -424,32 +424,51 @@ func (b *Bus) ReplyPrefix() string { return b.prefix + ".reply." + b.id }
 // Connected reports whether the connection to NATS is up.
 func (b *Bus) Connected() bool { return b.NC != nil && b.NC.IsConnected() }
 
-// KV creates or updates a key-value bucket (name gets the prefix, replicas
-// the bus's count) and returns it.
+// KV returns a key-value bucket (name gets the prefix, replicas the bus's
+// count), creating it if it does not exist. An existing bucket keeps its
+// configuration: every node provisions the same buckets as it starts, and
+// updating a stream while another node creates a consumer on it races
+// inside nats-server (seen with the race detector); change a bucket's
+// configuration by deleting it.
 func (b *Bus) KV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Bucket = b.Name(cfg.Bucket)
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
-	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	kv, err := b.JS.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("stream: bucket %s: %w", cfg.Bucket, err)
+	}
+	kv, err = b.JS.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("stream: bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
 }
 
-// Stream creates or updates a stream (name gets the prefix, replicas the
-// bus's count) and returns it.
+// Stream returns a stream (name gets the prefix, replicas the bus's count),
+// creating it if it does not exist; an existing stream keeps its
+// configuration, as with KV.
 func (b *Bus) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Name = b.Name(cfg.Name)
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
-	s, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+	st, err := b.JS.Stream(ctx, cfg.Name)
+	if err == nil {
+		return st, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream: stream %s: %w", cfg.Name, err)
+	}
+	st, err = b.JS.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("stream: stream %s: %w", cfg.Name, err)
 	}
-	return s, nil
+	return st, nil
 }
 
 func validToken(s string) bool {
