@@ -351,3 +351,48 @@ func TestProcFS(t *testing.T) {
 		t.Fatalf("context switches %d, %v", n, err)
 	}
 }
+
+// TestJobsSmall runs scenario 10 at a tiny scale (200 jobs) against a real
+// jobs-server subprocess and checks that every job succeeded and the
+// figures are positive.
+func TestJobsSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a jobs-server subprocess and measures for a few seconds")
+	}
+	t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	res, err := runSuite(exe, suiteOptions{
+		Duration: 2 * time.Second, Warmup: 100 * time.Millisecond, Payload: 64,
+		Rounds: 1, Heartbeat: time.Minute, Scenarios: []int{10}, JobsCap: 200,
+	}, &log)
+	t.Log(log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := res.Jobs
+	if j == nil {
+		t.Fatal("no result")
+	}
+	if j.Jobs != 200 || j.Succeeded != 200 || j.Failed != 0 {
+		t.Errorf("jobs %d, succeeded %d, failed %d", j.Jobs, j.Succeeded, j.Failed)
+	}
+	if j.Enqueue.Samples <= 0 || j.Enqueue.P50Us <= 0 || j.Floor.P50Us <= 0 || j.JobsPerSec <= 0 || j.RawPerSec <= 0 || j.JobsOverRawRate <= 0 {
+		t.Errorf("figures: %+v", j)
+	}
+	var out bytes.Buffer
+	renderTable(&out, res)
+	table := out.String()
+	t.Log("\n" + table)
+	for _, want := range []string{"10. reliable jobs", "enqueue p50, 1 caller (µs)", "raw JetStream publish+consume (msg/s)", "jobs succeeded (of 200)"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	if strings.Contains(table, "ERRORS") {
+		t.Error("table reports errors")
+	}
+}

@@ -13,13 +13,14 @@
 //	go tool pprof -top /tmp/nopal.pprof       # where the Nopal server spent scenario 2
 //	go run ./bench suite -only 5 -deploy external -cluster-cpuprofile /tmp/c.pprof
 //	go tool pprof -top /tmp/c-5-external-front.pprof  # the external frontend in scenario 5
+//	go run ./bench suite -only 10 -jobs-cpuprofile /tmp/jobs.pprof  # reliable jobs, profiling the jobs-server
 //
 // Suite flags: -duration (measured time of each server in a load
 // scenario, default 5s), -rounds (5: the windows it is split into),
 // -warmup (500ms), -conns (64), -idle (5000), -payload (64 bytes),
 // -settle (1s), -start-runs (3), -compress and -heartbeat (passed to the
 // Nopal server and the cluster frontends), -only (scenarios to run, e.g.
-// 1,3; default all eight), -cpuprofile (of the Nopal server during
+// 1,3; default all ten), -cpuprofile (of the Nopal server during
 // scenario 2), -json and -out (default bench.json). For the cluster
 // scenarios: -deploy (the deployments of scenarios 5, 7 and 8, default
 // embedded,external), -push-samples (3000, scenario 7), -members (1000) and
@@ -29,6 +30,9 @@
 // and the process, so c.pprof gives c-5-embedded-echo+front.pprof,
 // c-5-external-nats.pprof, c-5-external-echo.pprof, c-5-external-front.pprof,
 // c-6-traffic-on-echo+front.pprof, c-7-external-front-b.pprof, …).
+// For scenario 10: -jobs (20000: the most jobs, and raw messages, of its
+// throughput phase) and -jobs-cpuprofile (a CPU profile of the jobs-server
+// for its whole life).
 // The suite exits non-zero if any request failed, any connection dropped,
 // any server died or a broadcast did not reach every member; a missed
 // target is only marked in the table.
@@ -40,6 +44,7 @@
 //	go run ./bench cluster-server [-mode embedded] [-role echo,front] [-traffic=true] [-cpuprofile f]
 //	go run ./bench cluster-server -role nats [-nats-listen 127.0.0.1:0]
 //	go run ./bench cluster-server -mode external -nats nats://127.0.0.1:port -role echo|front
+//	go run ./bench jobs-server [-nats-listen 127.0.0.1:0] [-store dir] [-concurrency 64] [-cpuprofile f]
 //
 // Each prints "ADDR host:port" on stdout once it listens (the server and
 // the echo-server exactly that one line), logs nothing below warn, and
@@ -74,9 +79,15 @@
 // "ADDR host:port" line per frontend in -role order, a "NATS url" line if
 // its embedded server listens, then "READY" once every app has started.
 //
+// `bench jobs-server` starts an embedded NATS server with JetStream on file
+// storage (stream.Connect with Embedded{StoreDir, Listen}; the store is a
+// new temporary folder, removed at exit, unless -store names one) and a
+// reliable.Worker of server type "bench" with Concurrency 64 whose
+// Invoker returns its argument at once; it prints "NATS url" then "READY".
+//
 // # How it measures
 //
-// The suite builds nothing for scenarios 1–3 and 5–8: it re-executes its
+// The suite builds nothing for scenarios 1–3 and 5–10: it re-executes its
 // own binary as the servers, so each server's CPU time and memory are its
 // own and are read from /proc/<pid>/stat and /proc/<pid>/status. Every scenario
 // runs on the floor and on Nopal back to back, against fresh server
@@ -190,6 +201,35 @@
 //     20 ms), and the pushes read, which must be exactly broadcasts ×
 //     members: a broadcast that does not reach every member within 5 s, a
 //     duplicate or a stray push fails the scenario (and the suite).
+//  9. Metrics on vs off: the standalone server with -metrics and without,
+//     next to the floor, with -conns connections in alternating windows:
+//     req/s and CPU per request of both, and the ratios on / off (targets
+//     req/s ≥ 0.9, CPU per request ≤ 1.1).
+//  10. Reliable jobs (package reliable), against a `bench jobs-server`
+//     process; the suite connects to its NATS server over TCP
+//     (stream.Connect with URL) and makes a reliable.Client. First the
+//     floor: the TCP echo server's 1-connection, 1-in-flight round trip
+//     (-payload bytes, as in scenario 1) for min(1 s, -duration) after
+//     -warmup. Then (a) enqueue latency: sequential Client.Enqueue calls
+//     of route bench.jobs.echo with the -payload bytes, one caller, for
+//     -warmup then -duration/2 measured: p50 and p99 (target p50 ≤ 6 ×
+//     the floor's p50). An Enqueue is a KV Create plus a publish acked by
+//     the stream, both on file storage, so two JetStream round trips.
+//     (b) End-to-end throughput: 16 goroutines enqueue jobs with jids
+//     tput-0, tput-1, … until -duration has passed or -jobs were
+//     enqueued (N); the suite watches the jobs KV bucket (WatchAll,
+//     updates only, started before the first enqueue) and counts each
+//     jid once when its record turns succeeded (or failed, dead,
+//     cancelled). jobs/s = N / (first enqueue → last success), target
+//     at least 20000 jobs/s. Every job must succeed within 30 s + -duration, or the
+//     scenario (and the suite) fails. The jobs-server's CPU time (NATS
+//     and worker, one process) over the phase / N is the CPU per job.
+//     (c) Raw JetStream on the same NATS server: a work-queue stream
+//     BENCH_RAW (file storage), 16 goroutines making N acked publishes
+//     and one pull consumer in the suite acking each message: msg/s, the
+//     server CPU per message, and the ratio jobs/s / raw msg/s, what the
+//     job bookkeeping (KV record, claim, result, acks) costs on top of
+//     moving the message.
 //
 // # Why ratios
 //

@@ -16,6 +16,8 @@ commands:
   cluster-server
                run cluster apps (a backend "echo", frontends "front") or a NATS
                server; print "ADDR host:port" per frontend, "NATS url", "READY"
+  jobs-server  run an embedded NATS server (file storage) and a reliable.Worker
+               of server type "bench"; print "NATS url", "READY"
   suite        run every scenario against both servers and print one table
 
 Servers serve until stdin is closed or they get SIGTERM/SIGINT.
@@ -44,6 +46,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdEchoServer(args[1:], stdin, stdout, stderr)
 	case "cluster-server":
 		return cmdClusterServer(args[1:], stdin, stdout, stderr)
+	case "jobs-server":
+		return cmdJobsServer(args[1:], stdin, stdout, stderr)
 	case "suite":
 		return cmdSuite(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

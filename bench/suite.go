@@ -28,7 +28,7 @@ type suiteOptions struct {
 	Rounds    int           `json:"rounds"`
 	Compress  bool          `json:"compress"`
 	Heartbeat time.Duration `json:"heartbeat_ns"`
-	// Scenarios to run (1–8); empty: all.
+	// Scenarios to run (1–10); empty: all.
 	Scenarios []int `json:"scenarios"`
 	// CPUProfile, if set, is passed to the Nopal server of scenario 2.
 	CPUProfile string `json:"cpuprofile,omitempty"`
@@ -46,6 +46,11 @@ type suiteOptions struct {
 	// process (c.pprof gives c-5-embedded-echo+front.pprof,
 	// c-5-external-nats.pprof, c-7-external-front-b.pprof, …).
 	ClusterCPUProfile string `json:"cluster_cpuprofile,omitempty"`
+	// JobsCap bounds the jobs (and raw messages) of scenario 10 (default
+	// 20000).
+	JobsCap int `json:"jobs_cap"`
+	// JobsCPUProfile, if set, is passed to the jobs-server of scenario 10.
+	JobsCPUProfile string `json:"jobs_cpuprofile,omitempty"`
 }
 
 func (o *suiteOptions) runs(n int) bool {
@@ -110,8 +115,10 @@ type Results struct {
 	Broadcast []BroadcastResult `json:"broadcast,omitempty"` // scenario 8
 	// Scenario 9: the standalone server with metrics on and off.
 	Metrics *LoadSet `json:"metrics,omitempty"`
-	Rows    []Row    `json:"rows"`
-	Errors  []string `json:"errors,omitempty"`
+	// Scenario 10: reliable jobs.
+	Jobs   *JobsResult `json:"jobs,omitempty"`
+	Rows   []Row       `json:"rows"`
+	Errors []string    `json:"errors,omitempty"`
 }
 
 func cmdSuite(args []string, stdout, stderr io.Writer) error {
@@ -128,13 +135,15 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating floor/Nopal windows per load scenario (each -duration/rounds long)")
 	fs.BoolVar(&o.Compress, "compress", false, "run the Nopal server with -compress")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
-	only := fs.String("only", "", "comma-separated scenarios to run (1-9; default all)")
+	only := fs.String("only", "", "comma-separated scenarios to run (1-10; default all)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Nopal server during scenario 2 to this file")
 	deploys := fs.String("deploy", strings.Join(deployments, ","), "cluster deployments of scenarios 5, 7 and 8 (embedded, external)")
 	fs.IntVar(&o.PushSamples, "push-samples", 3000, "most pushes measured per deployment in scenario 7")
 	fs.IntVar(&o.Members, "members", 1000, "group members of scenario 8 (spread over 2 frontends)")
 	fs.IntVar(&o.Broadcasts, "broadcasts", 50, "most broadcasts measured per deployment in scenario 8")
 	fs.StringVar(&o.ClusterCPUProfile, "cluster-cpuprofile", "", "base name of CPU profiles of the cluster processes of scenarios 5 (-conns run), 6, 7 and 8 (one file per process)")
+	fs.IntVar(&o.JobsCap, "jobs", defaultJobsCap, "most jobs (and raw JetStream messages) of scenario 10's throughput phase")
+	fs.StringVar(&o.JobsCPUProfile, "jobs-cpuprofile", "", "write a CPU profile of the jobs-server of scenario 10 to this file")
 	asJSON := fs.Bool("json", false, "also write the raw figures as JSON to -out")
 	out := fs.String("out", "bench.json", "JSON output file (with -json)")
 	if err := fs.Parse(args); err != nil {
@@ -146,7 +155,7 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	if *only != "" {
 		for f := range strings.SplitSeq(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || n > 9 {
+			if err != nil || n < 1 || n > 10 {
 				return fmt.Errorf("suite: -only: bad scenario %q", f)
 			}
 			o.Scenarios = append(o.Scenarios, n)
@@ -162,8 +171,8 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 		return errors.New("suite: -deploy: no deployment")
 	}
 	if o.Duration <= 0 || o.Conns <= 0 || o.Idle <= 0 || o.Payload < 0 || o.StartRuns <= 0 || o.Rounds <= 0 ||
-		o.PushSamples <= 0 || o.Members <= 0 || o.Broadcasts <= 0 {
-		return errors.New("suite: -duration, -conns, -idle, -rounds, -start-runs, -push-samples, -members and -broadcasts must be positive, -payload not negative")
+		o.PushSamples <= 0 || o.Members <= 0 || o.Broadcasts <= 0 || o.JobsCap <= 0 {
+		return errors.New("suite: -duration, -conns, -idle, -rounds, -start-runs, -push-samples, -members, -broadcasts and -jobs must be positive, -payload not negative")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -210,6 +219,9 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 	}
 	if o.Broadcasts <= 0 {
 		o.Broadcasts = 50
+	}
+	if o.JobsCap <= 0 {
+		o.JobsCap = defaultJobsCap
 	}
 	nofile, err := raiseNofile()
 	if err != nil {
@@ -339,6 +351,16 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 				}
 			}
 			res.Broadcast = append(res.Broadcast, r)
+		}
+	}
+	if o.runs(10) {
+		fmt.Fprintf(log, "scenario 10: reliable jobs (embedded NATS, file storage), up to %d jobs in %v\n", o.JobsCap, o.Duration)
+		r, err := servers.jobsRun(payload)
+		if err != nil {
+			fail("10", err)
+		}
+		if r != nil && r.Jobs > 0 {
+			res.Jobs = r
 		}
 	}
 	res.Rows = buildRows(res)
@@ -662,6 +684,20 @@ func buildRows(r *Results) []Row {
 		pair(sc, fmt.Sprintf("pushes read (of %d)", b.Expected), float64(b.Delivered), float64(b.FloorDelivered), 0,
 			fmt.Sprintf("all %d", b.Expected), okp(b.Expected > 0 && b.Delivered == b.Expected))
 		pair(sc, "broadcasts measured", float64(b.Nopal.Samples), float64(b.Floor.Samples), 0, "", nil)
+	}
+	if j := r.Jobs; j != nil {
+		sc := "10. reliable jobs (embedded NATS, file storage)"
+		pair(sc, "enqueue p50, 1 caller (µs)", j.Enqueue.P50Us, j.Floor.P50Us, 1, "≤ 6× floor",
+			okp(j.Enqueue.Samples > 0 && j.Enqueue.P50Us <= 6*j.Floor.P50Us))
+		pair(sc, "enqueue p99, 1 caller (µs)", j.Enqueue.P99Us, j.Floor.P99Us, 1, "", nil)
+		rows = append(rows, Row{Scenario: sc, Metric: fmt.Sprintf("jobs/s, %d enqueuers, enqueue → succeeded", jobsPublishers),
+			Nopal: j.JobsPerSec, Target: "≥ 20000", OK: okp(j.JobsPerSec >= 20000), prec: 0})
+		rows = append(rows, Row{Scenario: sc, Metric: "raw JetStream publish+consume (msg/s)", Nopal: j.RawPerSec, prec: 0})
+		rows = append(rows, Row{Scenario: sc, Metric: "jobs/s / raw msg/s", Nopal: j.JobsOverRawRate, prec: 2})
+		rows = append(rows, Row{Scenario: sc, Metric: "server CPU per job, NATS + worker (µs)", Nopal: j.ServerCPUUsPerJob, prec: 1})
+		rows = append(rows, Row{Scenario: sc, Metric: "server CPU per raw message (µs)", Nopal: j.RawCPUUsPerMsg, prec: 1})
+		rows = append(rows, Row{Scenario: sc, Metric: fmt.Sprintf("jobs succeeded (of %d)", j.Jobs), Nopal: float64(j.Succeeded),
+			Target: fmt.Sprintf("all %d", j.Jobs), OK: okp(j.Jobs > 0 && j.Succeeded == j.Jobs && j.Failed == 0), prec: 0})
 	}
 	return rows
 }
