@@ -62,6 +62,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	replicas := fs.Int("replicas", 1, "replicas of streams and buckets (3 in a 3-server NATS cluster)")
 	traffic := fs.Bool("traffic", true, "record forwarded requests, replies, pushes and kicks for `node replay`")
 	timeout := fs.Duration("request-timeout", 5*time.Second, "timeout of requests forwarded over the bus")
+	jobAckWait := fs.Duration("job-ack-wait", 30*time.Second, "reliable RPC: how long a job may run silent before another worker takes it over")
+	jobConcurrency := fs.Int("job-concurrency", 16, "reliable RPC: jobs a worker runs at once")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics here, e.g. 127.0.0.1:9090 (the first -type of the process reports there)")
 	metricsNS := fs.String("metrics-namespace", "nopal", `metric namespace ("pitaya" keeps Pitaya dashboards working)`)
 	game := fs.String("game", "", "the game label of every metric")
@@ -152,7 +154,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 				ClusterName: *natsClusterName, ClusterListen: *natsClusterListen, Routes: splitList(*natsRoutes),
 			}
 		}
-		cfg.Cluster = &nopal.ClusterConfig{Bus: bcfg, Traffic: *traffic, RequestTimeout: *timeout}
+		cfg.Cluster = &nopal.ClusterConfig{Bus: bcfg, Traffic: *traffic, RequestTimeout: *timeout,
+			Jobs: &nopal.JobsConfig{AckWait: *jobAckWait, Concurrency: *jobConcurrency}}
 		cfg.Metrics = metricsFor(i)
 		app, err := nopal.New(cfg)
 		if err != nil {
