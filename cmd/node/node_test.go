@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -277,4 +278,35 @@ func TestJobsCommands(t *testing.T) {
 	if _, err := jobs("enqueue", "rewards.rewards.grant", "not json"); err == nil {
 		t.Fatal("enqueue accepted an argument that is not JSON")
 	}
+}
+
+// node serve -tracing exports spans over OTLP to the endpoint named by the
+// standard variable, as the README says for Jaeger.
+func TestServeTracing(t *testing.T) {
+	posts := make(chan string, 100)
+	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case posts <- r.URL.Path:
+		default:
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(otlp.Close) // after the check below, which runs after serve stops
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
+	t.Setenv("OTEL_SERVICE_NAME", "chat")
+	// Registered before startServe: runs after serve has stopped (and
+	// flushed its spans).
+	t.Cleanup(func() {
+		select {
+		case path := <-posts:
+			if path != "/v1/traces" {
+				t.Errorf("OTLP export to %s", path)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("no span reached the OTLP endpoint")
+		}
+	})
+	n := startServe(t, "-tracing")
+	runClient(t, n.tcp, "request room.room.join {}", "quit")
 }

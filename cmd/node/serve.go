@@ -105,7 +105,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	base := nopal.Config{Heartbeat: *heartbeat, Compress: *compress, Logger: log, ServerID: *id}
 	if *tracing {
-		tp, err := metrics.TracerProviderFromEnv(ctx, "nopal")
+		tp, err := metrics.TracerProviderFromEnv(context.WithoutCancel(ctx), "nopal")
 		if err != nil {
 			return err
 		}
