@@ -559,17 +559,7 @@ func (c *Cluster) push(ctx context.Context, name, route string, v any, keep func
 	if err != nil {
 		return nil, err
 	}
-	if keep != nil {
-		uids = slices.DeleteFunc(uids, func(uid string) bool { return !keep(uid) })
-	}
-	if len(uids) == 0 {
-		return nil, nil
-	}
-	failed, err := c.pusher.PushToUsers(ctx, route, v, uids)
-	if err != nil {
-		return failed, fmt.Errorf("groups: %q: push to route %q: %w", name, route, err)
-	}
-	return failed, nil
+	return pushTo(ctx, c.pusher, name, route, v, uids, keep)
 }
 
 // snapshot returns the members of the live group called name, in no

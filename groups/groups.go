@@ -3,6 +3,8 @@ package groups
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -87,4 +89,20 @@ type Pusher interface {
 	// uids it could not reach. An error means the push as a whole failed;
 	// failed may still list uids.
 	PushToUsers(ctx context.Context, route string, v any, uids []string) (failed []string, err error)
+}
+
+// pushTo filters uids with keep (if not nil) and pushes to the rest with
+// one call to p: both implementations broadcast this way.
+func pushTo(ctx context.Context, p Pusher, name, route string, v any, uids []string, keep func(string) bool) ([]string, error) {
+	if keep != nil {
+		uids = slices.DeleteFunc(uids, func(uid string) bool { return !keep(uid) })
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	failed, err := p.PushToUsers(ctx, route, v, uids)
+	if err != nil {
+		return failed, fmt.Errorf("groups: %q: push to route %q: %w", name, route, err)
+	}
+	return failed, nil
 }
