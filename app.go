@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -82,7 +83,7 @@ type App struct {
 	pool       *session.Pool
 	validators []frontend.HandshakeValidator
 	acceptors  []frontend.Acceptor
-	routers    map[string]Router
+	routers    atomic.Pointer[map[string]Router] // copied on write: read on every forwarded request
 	tracer     *tracer
 	obs        *observer
 	limiter    *frontend.RateLimiter
@@ -94,6 +95,7 @@ type App struct {
 	groups  groups.Service
 	fe      *frontend.Frontend
 	cl      *cluster
+	clp     atomic.Pointer[cluster] // cl, read lock-free on the request path
 	cancel  context.CancelFunc
 	started bool
 	stopped bool
@@ -136,7 +138,6 @@ func New(cfg Config) (*App, error) {
 		registry: backend.NewRegistry(cfg.ServerType, cfg.Serializer, log),
 		remotes:  backend.NewRegistry(cfg.ServerType, codec.Auto{}, log),
 		pool:     session.NewPool(log),
-		routers:  map[string]Router{},
 		stopCh:   make(chan struct{}),
 		tracer:   newTracer(cfg.TracerProvider),
 	}
@@ -274,11 +275,7 @@ func (a *App) PushToUsers(ctx context.Context, route string, v any, uids []strin
 	return fe.PushToUsers(ctx, route, v, uids)
 }
 
-func (a *App) cluster() *cluster {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cl
-}
+func (a *App) cluster() *cluster { return a.clp.Load() }
 
 // Start joins the cluster (if configured), opens the acceptors and serves
 // until Shutdown.
@@ -297,7 +294,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.started = true
 	a.mu.Unlock()
 
-	ctx, cancel := context.WithCancel(ctx)
+	// The app lives until Shutdown, whatever becomes of ctx (a start-up
+	// timeout must not quietly break a running server); ctx's values pass on.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	if err := a.initModules(ctx); err != nil {
 		cancel()
@@ -313,6 +312,7 @@ func (a *App) Start(ctx context.Context) error {
 		a.mu.Lock()
 		a.cl, a.groups = cl, cl.groups
 		a.mu.Unlock()
+		a.clp.Store(cl)
 	} else if m, ok := a.groups.(*groups.Memory); ok {
 		go func() { _ = m.Start(ctx) }()
 	}
@@ -444,7 +444,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if fe != nil {
 		err = fe.Shutdown(ctx)
 	}
-	a.stopCluster(ctx)
+	// Draining clients may have used up ctx: leaving the cluster (the
+	// discovery key, calls in flight) gets a budget of its own.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	a.stopCluster(cctx)
+	ccancel()
 	err = errors.Join(err, a.shutdownModules(ctx))
 	a.cancel()
 	a.obs.close()
@@ -479,11 +483,16 @@ func (a *App) Run(ctx context.Context) error {
 
 // splitRoute returns the server type of a three-part route.
 func splitRoute(route string) (svType string, ok bool) {
-	parts := strings.Split(route, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+	i := strings.IndexByte(route, '.')
+	if i <= 0 {
 		return "", false
 	}
-	return parts[0], true
+	rest := route[i+1:]
+	j := strings.IndexByte(rest, '.')
+	if j <= 0 || j == len(rest)-1 || strings.IndexByte(rest[j+1:], '.') >= 0 {
+		return "", false
+	}
+	return route[:i], true
 }
 
 // ClusterConfig configures a server in a cluster.

@@ -33,8 +33,28 @@ const Version = "0.2.0"
 // NATS spreads requests at random over the type's servers.
 type Router func(ctx context.Context, route string, payload []byte, servers []discovery.Server) (discovery.Server, error)
 
-// AddRoute sets the router for client requests to servers of svType.
-func (a *App) AddRoute(svType string, r Router) { a.routers[svType] = r }
+// AddRoute sets the router for client requests to servers of svType. It
+// may be called at any time.
+func (a *App) AddRoute(svType string, r Router) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	next := map[string]Router{svType: r}
+	if old := a.routers.Load(); old != nil {
+		for k, v := range *old {
+			if k != svType {
+				next[k] = v
+			}
+		}
+	}
+	a.routers.Store(&next)
+}
+
+func (a *App) router(svType string) Router {
+	if m := a.routers.Load(); m != nil {
+		return (*m)[svType]
+	}
+	return nil
+}
 
 // Header carrying the route of a recorded reply.
 const routeHeader = "Nopal-Route"
@@ -205,9 +225,16 @@ func (c *cluster) serveCall(m *nats.Msg) {
 		ctx, span = t.start(t.extract(ctx, m.Header), "nopal.serve", call.Route, trace.SpanKindServer,
 			attribute.String("nopal.call_kind", call.Kind.String()), attribute.String("nopal.frontend", call.FrontendId))
 	}
-	if call.DeadlineUnixNano > 0 {
+	// The deadline is rebuilt from the time left when the call was sent
+	// (both on the sender's clock), so clock skew between hosts does not
+	// shorten or stretch it. Notifies have none.
+	if call.DeadlineUnixNano > 0 && !call.Notify {
+		left := time.Unix(0, call.DeadlineUnixNano).Sub(time.Unix(0, call.SentUnixNano))
+		if call.SentUnixNano == 0 {
+			left = time.Until(time.Unix(0, call.DeadlineUnixNano))
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, call.DeadlineUnixNano))
+		ctx, cancel = context.WithTimeout(ctx, left)
 		defer cancel()
 	}
 	var out []byte
@@ -229,10 +256,11 @@ func (c *cluster) serveCall(m *nats.Msg) {
 		finish(span, err)
 	}
 	c.app.obs.served(call.Route, call.Kind == stream.CallKind_CALL_KIND_USER, call.SentUnixNano, started, err)
-	if call.Notify || m.Reply == "" {
+	if call.Notify {
 		if err != nil {
 			c.app.log.Debug("notify failed", "route", call.Route, "err", err)
 		}
+		c.respond(m, nil, nil) // an acknowledgement: notifies never get error replies
 		return
 	}
 	c.respond(m, out, err)
@@ -305,17 +333,19 @@ func (c *cluster) request(ctx context.Context, subject, route string, call *stre
 		t.inject(ctx, out.Header)
 	}
 	c.rec.Record(subject, "", out.Header, data)
-	if call.Notify {
-		if err := c.bus.NC.PublishMsg(out); err != nil {
-			return nil, busError(route, err)
-		}
-		return nil, nil
-	}
+	// A notify waits for the backend's acknowledgement too: the next
+	// message of the session is only sent once it is handled, so a
+	// session's messages run in order on the backends as on a frontend.
 	msg, err := c.bus.NC.RequestMsgWithContext(ctx, out)
 	if err != nil {
 		return nil, busError(route, err)
 	}
-	c.rec.Record(msg.Subject, "", map[string][]string{routeHeader: {route}}, msg.Data)
+	if call.Notify {
+		return nil, nil
+	}
+	if c.rec != nil {
+		c.rec.Record(msg.Subject, "", map[string][]string{routeHeader: {route}}, msg.Data)
+	}
 	var r stream.Reply
 	if err := proto.Unmarshal(msg.Data, &r); err != nil {
 		return nil, codec.NewError(codec.CodeInternal, "nopal: malformed reply: "+err.Error(), nil)
@@ -332,12 +362,15 @@ func (c *cluster) forward(ctx context.Context, msg *codec.Message) ([]byte, erro
 	if !ok {
 		return nil, codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", msg.Route), nil)
 	}
-	servers := c.disc.ServersByType(svType)
-	if len(servers) == 0 {
+	if !c.disc.HasType(svType) {
 		return nil, codec.NewError(codec.CodeServiceMissing, fmt.Sprintf("nopal: no server of type %q for %s", svType, msg.Route), nil)
 	}
 	subject := c.bus.RPCSubject(msg.Route)
-	if r := c.app.routers[svType]; r != nil {
+	if r := c.app.router(svType); r != nil {
+		servers := c.disc.ServersByType(svType)
+		if len(servers) == 0 {
+			return nil, codec.NewError(codec.CodeServiceMissing, fmt.Sprintf("nopal: no server of type %q for %s", svType, msg.Route), nil)
+		}
 		sv, err := r(ctx, msg.Route, msg.Data, servers)
 		if err != nil {
 			return nil, err
@@ -405,7 +438,7 @@ func (a *App) rpc(ctx context.Context, serverID, route string, in, out any) erro
 			return codec.NewError(codec.CodeServiceMissing, fmt.Sprintf("nopal: no server %q", serverID), nil)
 		}
 		subject = c.bus.ServerSubject(serverID, "rpc")
-	} else if len(c.disc.ServersByType(svType)) == 0 {
+	} else if !c.disc.HasType(svType) {
 		return codec.NewError(codec.CodeServiceMissing, fmt.Sprintf("nopal: no server of type %q for %s", svType, route), nil)
 	}
 	payload, err := (codec.Auto{}).Marshal(in)

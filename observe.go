@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nopal-dev/nopal/codec"
@@ -38,6 +39,9 @@ type observer struct {
 	set    *metrics.Set
 	statsd *metrics.Statsd
 	addr   string
+
+	mu    sync.Mutex
+	types map[string]bool // server types seen, so a vanished type reads 0
 }
 
 func newObserver(a *App) (*observer, error) {
@@ -125,11 +129,16 @@ func (o *observer) start(ctx context.Context, a *App) error {
 
 func (o *observer) serverCounts(d *discovery.Discovery) {
 	counts := d.CountByType()
-	for _, s := range d.Servers() {
-		counts[s.Type] += 0
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.types == nil {
+		o.types = map[string]bool{}
 	}
-	for typ, n := range counts {
-		o.set.SetServerCount(typ, n)
+	for typ := range counts {
+		o.types[typ] = true
+	}
+	for typ := range o.types {
+		o.set.SetServerCount(typ, counts[typ])
 	}
 }
 
@@ -179,7 +188,7 @@ func (o *observer) handled(route string, took time.Duration, err error) {
 	code := ""
 	if err != nil {
 		code = codec.AsError(err).Code
-		if code == codec.CodeNotFound {
+		if code == codec.CodeNotFound || code == codec.CodeServiceMissing {
 			route = "unknown" // client-chosen routes must not mint series
 		}
 	}

@@ -364,6 +364,14 @@ func (d *Discovery) ServersByType(svType string) []Server {
 	return slices.Clone(d.byType[svType])
 }
 
+// HasType reports whether any server of svType is known (cheaper than
+// ServersByType on a request path: no copy).
+func (d *Discovery) HasType(svType string) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.byType[svType]) > 0
+}
+
 // ServerByID returns a known server.
 func (d *Discovery) ServerByID(id string) (Server, bool) {
 	d.mu.RLock()
