@@ -99,6 +99,8 @@ type App struct {
 	cancel  context.CancelFunc
 	started bool
 	stopped bool
+
+	shutDone chan struct{} // closed when the first Shutdown has finished
 }
 
 // New returns an App; register handlers and acceptors, then Start or Run it.
@@ -139,6 +141,7 @@ func New(cfg Config) (*App, error) {
 		remotes:  backend.NewRegistry(cfg.ServerType, codec.Auto{}, log),
 		pool:     session.NewPool(log),
 		stopCh:   make(chan struct{}),
+		shutDone: make(chan struct{}),
 		tracer:   newTracer(cfg.TracerProvider),
 	}
 	a.groups = groups.NewMemory(a)
@@ -434,11 +437,23 @@ func mergeCodes(given, generated map[string]uint16) map[string]uint16 {
 func (a *App) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	fe, started, stopped := a.fe, a.started, a.stopped
-	a.stopped = true
+	a.stopped = a.stopped || started
 	a.mu.Unlock()
-	if !started || stopped {
+	if !started {
 		return nil
 	}
+	if stopped {
+		// Another Shutdown is draining: wait for it, so a caller that
+		// returns from Shutdown knows the app has stopped (that drain's
+		// own error went to its caller).
+		select {
+		case <-a.shutDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("nopal: waiting for shutdown: %w", ctx.Err())
+		}
+	}
+	defer close(a.shutDone)
 	a.beforeShutdownModules(ctx)
 	var err error
 	if fe != nil {

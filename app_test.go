@@ -18,6 +18,7 @@ import (
 	"github.com/nopal-dev/nopal/client"
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/frontend"
+	"github.com/nopal-dev/nopal/modules"
 	"github.com/nopal-dev/nopal/session"
 )
 
@@ -429,4 +430,49 @@ func TestAppShutdown(t *testing.T) {
 			t.Errorf("%s accepted a client after Shutdown", addr)
 		}
 	}
+}
+
+// A second Shutdown waits for the first to finish instead of returning at
+// once: a caller that returns from Shutdown knows the app has stopped.
+func TestSecondShutdownWaitsForTheFirst(t *testing.T) {
+	app, err := nopal.New(nopal.Config{ServerType: "wait", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	if err := app.RegisterModule(&blockingModule{release: release}, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- app.Shutdown(context.Background()) }()
+	<-release // the first Shutdown is inside the module's Shutdown
+	second := make(chan error, 1)
+	go func() { second <- app.Shutdown(context.Background()) }()
+	select {
+	case err := <-second:
+		t.Fatalf("the second Shutdown returned (%v) while the first was still running", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	release <- struct{}{} // let the first finish
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// blockingModule's Shutdown signals on release, then waits for it.
+type blockingModule struct {
+	modules.Base
+	release chan struct{}
+}
+
+func (m *blockingModule) Shutdown(context.Context) error {
+	m.release <- struct{}{}
+	<-m.release
+	return nil
 }
