@@ -229,6 +229,9 @@ func (a *agent) write() {
 
 // run reads and handles packets until the connection ends.
 func (a *agent) run(ctx context.Context) {
+	// One context with the session for the connection's life, not one
+	// allocated per message.
+	ctx = session.NewContext(ctx, a.sess)
 	defer a.cleanup()
 	a.lastSeen.Store(time.Now().UnixNano())
 	var msg codec.Message
@@ -338,7 +341,7 @@ func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {
 	a.mu.Unlock()
 
 	start := time.Now()
-	out, herr := a.f.cfg.Handler.Handle(session.NewContext(ctx, a.sess), msg)
+	out, herr := a.f.cfg.Handler.Handle(ctx, msg) // ctx carries the session (run)
 	if msg.Type == codec.Request {
 		if err := a.respond(msg, out, herr); err != nil {
 			a.f.log.Error("cannot encode response", "route", msg.Route, "err", err)
