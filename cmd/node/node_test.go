@@ -212,21 +212,47 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatal("serve did not say where it serves metrics")
 	}
 	runClient(t, n.tcp, "request room.room.join {}", "quit")
-	resp, err := http.Get(n.metrics)
+	wants := []string{
+		`pitaya_handler_response_time_ns_count{code="",game="chat",route="room.room.join",serverType="connector",status="ok",type="handler"} 1`,
+		`pitaya_service_discovery_count_servers{game="chat",serverType="connector",type="room"} 1`,
+		"pitaya_sys_goroutines",
+	}
+	// The response reaches the client before the handler's timing is
+	// recorded, so the scrape is retried until it shows or the deadline.
+	var body string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body = scrape(t, n.metrics)
+		missing := 0
+		for _, want := range wants {
+			if !strings.Contains(body, want) {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range wants {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{
-		`pitaya_handler_response_time_ns_count{code="",game="chat",route="room.room.join",serverType="connector",status="ok",type="handler"} 1`,
-		`pitaya_service_discovery_count_servers{game="chat",serverType="connector",type="room"} 1`,
-		"pitaya_sys_goroutines",
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return string(body)
 }
 
 // The README's tour: a job enqueued while no worker of its type runs waits,
