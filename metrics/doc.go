@@ -27,6 +27,10 @@
 //	<ns>_handler_handler_delay_ns           summary    route, type                 ObserveHandlerDelay     ProcessDelay
 //	<ns>_acceptor_connected_clients         gauge      -                           SetConnectedClients     ConnectedClients
 //	<ns>_acceptor_exceeded_rate_limiting    counter    -                           IncRateLimited          ExceededRateLimiting
+//	<ns>_acceptor_malformed_packets         counter    -                           AddMalformedPackets     MalformedPackets
+//	<ns>_acceptor_handshake_failures        counter    -                           AddHandshakeFailures    HandshakeFailures
+//	<ns>_acceptor_heartbeat_timeouts        counter    -                           AddHeartbeatTimeouts    HeartbeatTimeouts
+//	<ns>_acceptor_slow_clients              counter    -                           AddSlowClients          SlowClients
 //	<ns>_service_discovery_count_servers    gauge      type                        SetServerCount          CountServers
 //	<ns>_rpc_server_dropped_messages        gauge      -                           IncDroppedMessages      DroppedMessages
 //	<ns>_channel_channel_capacity           gauge      channel                     SetChannelCapacity      ChannelCapacity
@@ -43,6 +47,18 @@
 // them; code is the error code, "" on success. The types (gauge vs counter)
 // are Pitaya's, which is why the dropped-message and worker totals are
 // gauges.
+//
+// The four acceptor counters after the rate-limit one are Nopal additions
+// (Pitaya has no equivalent): client connections closed for malformed input
+// (an unknown packet type, a packet over the size limit, a message that
+// does not decode, data before the handshake), handshakes refused (bad
+// JSON or a failed validator), connections closed after missing
+// heartbeats, and clients disconnected because their send queue filled.
+// An App feeds them from its frontend's counters at every sampling tick
+// (MetricsConfig.Interval), adding what they gained since the last one.
+// Label values that are not valid UTF-8 (a route is chosen by the client)
+// are exported with U+FFFD in place of their bad bytes: Prometheus refuses
+// them.
 //
 // Durations are in nanoseconds, as the _ns suffix says. The summaries keep
 // the quantiles 0.5, 0.7, 0.9, 0.95 and 0.99 (0.7 for Pitaya's dashboards)
@@ -75,7 +91,8 @@
 // The Reporters given to NewSet receive, synchronously, one call per Set
 // call, with the name constants above (no namespace) and the variable
 // labels as tags: ReportSummary for ObserveResponse and
-// ObserveHandlerDelay, ReportCount for IncRateLimited, ReportGauge for the
+// ObserveHandlerDelay, ReportCount for IncRateLimited and the Add methods
+// (with the amount added), ReportGauge for the
 // rest (IncDroppedMessages sends the running total), and the matching
 // method for custom metrics. The tags map is lent for the call only (see
 // Reporter), which keeps ObserveResponse free of allocations.
@@ -111,6 +128,10 @@
 //	Handler delay p99:          max by (route, type) (nopal_handler_handler_delay_ns{quantile="0.99"}) / 1e6   (ms)
 //	Connected clients:          sum by (serverType) (nopal_acceptor_connected_clients)
 //	Rate-limited msgs/s:        sum by (serverType) (rate(nopal_acceptor_exceeded_rate_limiting[1m]))
+//	Bad input closes/s:         sum by (serverType) (rate(nopal_acceptor_malformed_packets[5m]))
+//	Refused handshakes/s:       sum by (serverType) (rate(nopal_acceptor_handshake_failures[5m]))
+//	Heartbeat timeouts/s:       sum by (serverType) (rate(nopal_acceptor_heartbeat_timeouts[5m]))
+//	Slow clients cut/s:         sum by (serverType) (rate(nopal_acceptor_slow_clients[5m]))
 //	Servers by type:            max by (type) (nopal_service_discovery_count_servers)
 //	RPC drops/s:                sum(rate(nopal_rpc_server_dropped_messages[5m]))   (a gauge holding a running total)
 //	Channel free slots:         min by (channel) (nopal_channel_channel_capacity)

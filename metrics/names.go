@@ -23,6 +23,19 @@ const (
 	// ExceededRateLimiting is a counter of messages refused by the
 	// per-connection rate limiter.
 	ExceededRateLimiting = "acceptor_exceeded_rate_limiting"
+	// MalformedPackets is a counter of client connections closed for bad
+	// input: an unknown packet type, a packet over the size limit, a
+	// malformed message, data before the handshake (a Nopal addition).
+	MalformedPackets = "acceptor_malformed_packets"
+	// HandshakeFailures is a counter of handshakes refused: bad JSON or a
+	// failed handshake validator (a Nopal addition).
+	HandshakeFailures = "acceptor_handshake_failures"
+	// HeartbeatTimeouts is a counter of client connections closed for
+	// being silent for twice the heartbeat interval (a Nopal addition).
+	HeartbeatTimeouts = "acceptor_heartbeat_timeouts"
+	// SlowClients is a counter of clients disconnected because their send
+	// queue filled (a Nopal addition).
+	SlowClients = "acceptor_slow_clients"
 	// CountServers is a gauge of the servers discovered, by server type.
 	// Labels: type.
 	CountServers = "service_discovery_count_servers"

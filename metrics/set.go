@@ -148,6 +148,10 @@ type Set struct {
 
 	connected   prometheus.Gauge
 	rateLimited prometheus.Counter
+	malformed   prometheus.Counter
+	hsFailures  prometheus.Counter
+	hbTimeouts  prometheus.Counter
+	slowClients prometheus.Counter
 	dropped     prometheus.Gauge
 	droppedN    atomic.Int64
 	goroutines  prometheus.Gauge
@@ -227,6 +231,10 @@ func NewSet(cfg Config, reporters ...Reporter) (*Set, error) {
 	s.heapObjects = s.builtinGauge(HeapObjects, "the current number of allocated heap objects", nil).WithLabelValues()
 	s.jobsRetry = s.builtinGauge(WorkerJobsRetry, "the current number of job retries", nil).WithLabelValues()
 	s.rateLimited = s.builtinCounter(ExceededRateLimiting, "the number of blocked requests by exceeded rate limiting", nil).WithLabelValues()
+	s.malformed = s.builtinCounter(MalformedPackets, "the number of client connections closed for malformed input", nil).WithLabelValues()
+	s.hsFailures = s.builtinCounter(HandshakeFailures, "the number of client handshakes refused", nil).WithLabelValues()
+	s.hbTimeouts = s.builtinCounter(HeartbeatTimeouts, "the number of client connections closed for missing heartbeats", nil).WithLabelValues()
+	s.slowClients = s.builtinCounter(SlowClients, "the number of clients disconnected because their send queue filled", nil).WithLabelValues()
 
 	if err := s.addCustom(cfg.Custom); err != nil {
 		return nil, err
@@ -475,13 +483,20 @@ func (s *Set) newResp(k respKey, status string) respObs {
 	if o, ok := s.resp[k]; ok {
 		return o
 	}
+	// Prometheus panics on label values that are not UTF-8, and a route
+	// may come from a client: such a value is exported with U+FFFD in
+	// place of its bad bytes, and kept under its own key.
+	route, typ, code := validLabel(k.route), validLabel(k.typ), validLabel(k.code)
 	o := respObs{
-		sum:  s.respSum.WithLabelValues(k.route, status, k.typ, k.code),
-		hist: s.respHist.WithLabelValues(k.route, status, k.typ, k.code),
+		sum:  s.respSum.WithLabelValues(route, status, typ, code),
+		hist: s.respHist.WithLabelValues(route, status, typ, code),
 	}
 	s.resp[k] = o
 	return o
 }
+
+// validLabel makes v valid UTF-8, which Prometheus requires of label values.
+func validLabel(v string) string { return strings.ToValidUTF8(v, "\uFFFD") }
 
 // ObserveHandlerDelay records how long a message on route waited before its
 // handling started; msgType is the "type" label (DelayLocal, DelayRemote).
@@ -494,7 +509,7 @@ func (s *Set) ObserveHandlerDelay(route, msgType string, d time.Duration) {
 		k = delayKey{strings.Clone(route), strings.Clone(msgType)}
 		s.mu.Lock()
 		if o, ok = s.delays[k]; !ok {
-			o = s.delay.WithLabelValues(k.route, k.typ)
+			o = s.delay.WithLabelValues(validLabel(k.route), validLabel(k.typ))
 			s.delays[k] = o
 		}
 		s.mu.Unlock()
@@ -519,6 +534,28 @@ func (s *Set) SetConnectedClients(n int) {
 func (s *Set) IncRateLimited() {
 	s.rateLimited.Inc()
 	s.forward(kindCounter, ExceededRateLimiting, nil, 1)
+}
+
+// AddMalformedPackets counts n client connections closed for bad input.
+func (s *Set) AddMalformedPackets(n int) { s.addCounter(s.malformed, MalformedPackets, n) }
+
+// AddHandshakeFailures counts n refused client handshakes.
+func (s *Set) AddHandshakeFailures(n int) { s.addCounter(s.hsFailures, HandshakeFailures, n) }
+
+// AddHeartbeatTimeouts counts n client connections closed for silence.
+func (s *Set) AddHeartbeatTimeouts(n int) { s.addCounter(s.hbTimeouts, HeartbeatTimeouts, n) }
+
+// AddSlowClients counts n clients disconnected for a full send queue.
+func (s *Set) AddSlowClients(n int) { s.addCounter(s.slowClients, SlowClients, n) }
+
+// addCounter adds n > 0 to a built-in counter without labels and forwards
+// it to the extra Reporters; n <= 0 does nothing (counters only go up).
+func (s *Set) addCounter(c prometheus.Counter, name string, n int) {
+	if n <= 0 {
+		return
+	}
+	c.Add(float64(n))
+	s.forward(kindCounter, name, nil, float64(n))
 }
 
 // SetServerCount sets the number of discovered servers of type typ.

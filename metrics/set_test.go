@@ -131,6 +131,20 @@ func TestBuiltinGaugesAndCounters(t *testing.T) {
 				s.IncRateLimited()
 			}
 		}, []check{{"nopal_acceptor_exceeded_rate_limiting", nil, 3}}},
+		{"acceptor abuse counters add what they are given", func(s *Set) {
+			s.AddMalformedPackets(2)
+			s.AddMalformedPackets(3)
+			s.AddHandshakeFailures(1)
+			s.AddHeartbeatTimeouts(4)
+			s.AddSlowClients(5)
+			s.AddSlowClients(0)  // nothing new since the last sample
+			s.AddSlowClients(-1) // counters never go down
+		}, []check{
+			{"nopal_acceptor_malformed_packets", nil, 5},
+			{"nopal_acceptor_handshake_failures", nil, 1},
+			{"nopal_acceptor_heartbeat_timeouts", nil, 4},
+			{"nopal_acceptor_slow_clients", nil, 5},
+		}},
 		{"connected clients", func(s *Set) {
 			s.SetConnectedClients(10)
 			s.SetConnectedClients(7)
@@ -186,6 +200,10 @@ func TestEveryBuiltinRegistered(t *testing.T) {
 	s.ObserveHandlerDelay("r", DelayLocal, 1)
 	s.SetConnectedClients(1)
 	s.IncRateLimited()
+	s.AddMalformedPackets(1)
+	s.AddHandshakeFailures(1)
+	s.AddHeartbeatTimeouts(1)
+	s.AddSlowClients(1)
 	s.SetServerCount("t", 1)
 	s.IncDroppedMessages()
 	s.SetChannelCapacity("c", 1)
@@ -208,6 +226,10 @@ func TestEveryBuiltinRegistered(t *testing.T) {
 		"pitaya_handler_handler_delay_ns":        "SUMMARY",
 		"pitaya_acceptor_connected_clients":      "GAUGE",
 		"pitaya_acceptor_exceeded_rate_limiting": "COUNTER",
+		"pitaya_acceptor_malformed_packets":      "COUNTER",
+		"pitaya_acceptor_handshake_failures":     "COUNTER",
+		"pitaya_acceptor_heartbeat_timeouts":     "COUNTER",
+		"pitaya_acceptor_slow_clients":           "COUNTER",
 		"pitaya_service_discovery_count_servers": "GAUGE",
 		"pitaya_rpc_server_dropped_messages":     "GAUGE",
 		"pitaya_channel_channel_capacity":        "GAUGE",
@@ -472,6 +494,10 @@ func TestReporterReceivesEveryCall(t *testing.T) {
 			[]call{{"summary", ProcessDelay, map[string]string{"route": "a.b.c", "type": "remote"}, 1e6}}},
 		{"connected", func() { s.SetConnectedClients(5) }, []call{{"gauge", ConnectedClients, nil, 5}}},
 		{"rate limited", func() { s.IncRateLimited() }, []call{{"count", ExceededRateLimiting, nil, 1}}},
+		{"malformed", func() { s.AddMalformedPackets(3) }, []call{{"count", MalformedPackets, nil, 3}}},
+		{"handshake failures", func() { s.AddHandshakeFailures(1) }, []call{{"count", HandshakeFailures, nil, 1}}},
+		{"heartbeat timeouts", func() { s.AddHeartbeatTimeouts(2) }, []call{{"count", HeartbeatTimeouts, nil, 2}}},
+		{"slow clients", func() { s.AddSlowClients(1); s.AddSlowClients(0) }, []call{{"count", SlowClients, nil, 1}}},
 		{"servers", func() { s.SetServerCount("room", 2) },
 			[]call{{"gauge", CountServers, map[string]string{"type": "room"}, 2}}},
 		{"dropped", func() { s.IncDroppedMessages(); s.IncDroppedMessages() },
@@ -617,5 +643,34 @@ func TestObserveResponseAllocs(t *testing.T) {
 				t.Errorf("ObserveResponse allocates %v per call", a)
 			}
 		})
+	}
+}
+
+// A route that is not UTF-8 (a client may send any bytes) must not panic
+// in Prometheus: it is exported with U+FFFD in place of its bad bytes, and
+// the Reporters get it as it came.
+func TestLabelValuesNotUTF8(t *testing.T) {
+	rec := &recorder{}
+	s := newSet(t, Config{}, rec)
+	scrape := serve(t, s)
+	bad := "room.\xff.join"
+	for range 2 {
+		s.ObserveResponse(bad, TypeHandler, time.Millisecond, "PIT-500")
+		s.ObserveHandlerDelay(bad, DelayRemote, time.Millisecond)
+	}
+	s.ObserveResponse("room.\xfe.join", TypeHandler, time.Millisecond, "PIT-500\xff")
+	got := parseExposition(t, scrape())
+	want := map[string]string{"route": "room.\uFFFD.join", "code": "PIT-500"}
+	if v := mustFind(t, got, "nopal_handler_response_time_ns_count", want); v != 2 {
+		t.Errorf("responses = %v, want 2", v)
+	}
+	if v := mustFind(t, got, "nopal_handler_response_time_ns_count", map[string]string{"code": "PIT-500\uFFFD"}); v != 1 {
+		t.Errorf("responses with a bad code = %v, want 1", v)
+	}
+	if v := mustFind(t, got, "nopal_handler_handler_delay_ns_count", map[string]string{"route": "room.\uFFFD.join"}); v != 2 {
+		t.Errorf("delays = %v, want 2", v)
+	}
+	if calls := rec.take(); len(calls) != 5 || calls[0].tags["route"] != bad {
+		t.Errorf("reporter got %+v", calls)
 	}
 }

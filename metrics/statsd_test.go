@@ -97,6 +97,10 @@ func TestStatsdReceivesTheMetricSet(t *testing.T) {
 	s.SetConnectedClients(4)
 	s.IncRateLimited()
 	s.IncRateLimited()
+	s.AddMalformedPackets(2)
+	s.AddHandshakeFailures(1)
+	s.AddHeartbeatTimeouts(3)
+	s.AddSlowClients(1)
 	s.SetServerCount("connector", 2)
 	s.IncDroppedMessages()
 	s.SetChannelCapacity("subchan", 10)
@@ -127,6 +131,10 @@ func TestStatsdReceivesTheMetricSet(t *testing.T) {
 		"nopal." + ProcessDelay:         {{"ms", 1e6, with(base, "route", "room.room.join", "type", "local")}},
 		"nopal." + ConnectedClients:     {{"g", 4, base}},
 		"nopal." + ExceededRateLimiting: {{"c", 2, base}}, // aggregated client-side
+		"nopal." + MalformedPackets:     {{"c", 2, base}},
+		"nopal." + HandshakeFailures:    {{"c", 1, base}},
+		"nopal." + HeartbeatTimeouts:    {{"c", 3, base}},
+		"nopal." + SlowClients:          {{"c", 1, base}},
 		"nopal." + CountServers:         {{"g", 2, with(base, "type", "connector")}},
 		"nopal." + DroppedMessages:      {{"g", 1, base}},
 		"nopal." + ChannelCapacity:      {{"g", 10, with(base, "channel", "subchan")}},
