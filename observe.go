@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/discovery"
@@ -42,6 +43,10 @@ type observer struct {
 
 	mu    sync.Mutex
 	types map[string]bool // server types seen, so a vanished type reads 0
+
+	// The frontend's counters at the last sample: each sample adds what
+	// they gained since (accessed by the sampling goroutine only).
+	lastMalformed, lastHandshake, lastHeartbeat, lastSlow int64
 }
 
 func newObserver(a *App) (*observer, error) {
@@ -158,7 +163,12 @@ func (o *observer) sample(ctx context.Context, a *App, interval time.Duration) {
 // sampleOnce reads the gauges that live elsewhere in the app.
 func (o *observer) sampleOnce(a *App) {
 	if fe := a.Frontend(); fe != nil {
-		o.set.SetConnectedClients(int(fe.Stats().Connected.Load()))
+		st := fe.Stats()
+		o.set.SetConnectedClients(int(st.Connected.Load()))
+		o.set.AddMalformedPackets(delta(&o.lastMalformed, st.Malformed.Load()))
+		o.set.AddHandshakeFailures(delta(&o.lastHandshake, st.HandshakeFailed.Load()))
+		o.set.AddHeartbeatTimeouts(delta(&o.lastHeartbeat, st.HeartbeatTimeouts.Load()))
+		o.set.AddSlowClients(delta(&o.lastSlow, st.SlowClients.Load()))
 	}
 	if c := a.cluster(); c != nil {
 		var dropped int
@@ -180,6 +190,13 @@ func (o *observer) sampleOnce(a *App) {
 	}
 }
 
+// delta returns what a counter gained since *last and stores its value.
+func delta(last *int64, now int64) int {
+	d := now - *last
+	*last = now
+	return int(d)
+}
+
 // handled records a client request or notify that a frontend served.
 func (o *observer) handled(route string, took time.Duration, err error) {
 	if o == nil {
@@ -188,8 +205,10 @@ func (o *observer) handled(route string, took time.Duration, err error) {
 	code := ""
 	if err != nil {
 		code = codec.AsError(err).Code
-		if code == codec.CodeNotFound || code == codec.CodeServiceMissing {
-			route = "unknown" // client-chosen routes must not mint series
+		// Client-chosen routes must not mint series; nor may a route that
+		// is not UTF-8 reach a label (Prometheus panics on one).
+		if code == codec.CodeNotFound || code == codec.CodeServiceMissing || !utf8.ValidString(route) {
+			route = "unknown"
 		}
 	}
 	o.set.ObserveResponse(route, metrics.TypeHandler, took, code)

@@ -2,6 +2,7 @@ package nopal_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -222,4 +223,164 @@ func TestMetricsServerCountFollowsDiscovery(t *testing.T) {
 	}
 	waitCount(1)
 	_ = codec.CodeNotFound
+}
+
+// startMetricsApp starts a standalone app serving echoComp on a TCP
+// acceptor, with metrics sampled every 20 ms and served on a free port.
+func startMetricsApp(t *testing.T, cfg nopal.Config) (*nopal.App, string) {
+	t.Helper()
+	cfg.ServerType = "game"
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.Metrics = &nopal.MetricsConfig{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond}
+	app, err := nopal.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Register(echoComp{}, backend.WithName("echo")); err != nil {
+		t.Fatal(err)
+	}
+	tcp := frontend.NewTCPAcceptor("127.0.0.1:0")
+	app.AddAcceptor(tcp)
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = app.Shutdown(context.Background()) })
+	return app, tcp.Addr().String()
+}
+
+// rawPacket encodes one packet for the raw connections below.
+func rawPacket(t *testing.T, typ codec.PacketType, body string) []byte {
+	t.Helper()
+	b, err := codec.AppendPacket(nil, typ, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The frontend's bad-input and abuse counters reach /metrics: each client
+// below misbehaves once over a real socket, and the matching counter, fed
+// from the frontend's Stats at every sample, goes up by one.
+func TestMetricsAcceptorCounters(t *testing.T) {
+	const hello = `{"sys":{"platform":"test"}}`
+	cases := []struct {
+		name   string
+		metric string
+		send   func(t *testing.T) []byte
+	}{
+		{"unknown packet type", "nopal_acceptor_malformed_packets", func(t *testing.T) []byte {
+			return append(rawPacket(t, codec.Handshake, hello), 0x07, 0, 0, 0)
+		}},
+		{"data before the handshake", "nopal_acceptor_malformed_packets", func(t *testing.T) []byte {
+			return rawPacket(t, codec.Data, "\x00\x01\x09echo.echo{}")
+		}},
+		{"handshake is not JSON", "nopal_acceptor_handshake_failures", func(t *testing.T) []byte {
+			return rawPacket(t, codec.Handshake, "{not json")
+		}},
+		{"silent after the handshake", "nopal_acceptor_heartbeat_timeouts", func(t *testing.T) []byte {
+			return cat(rawPacket(t, codec.Handshake, hello), rawPacket(t, codec.HandshakeAck, ""))
+		}},
+	}
+	app, addr := startMetricsApp(t, nopal.Config{Heartbeat: 100 * time.Millisecond})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := metricValue(t, scrape(t, app.MetricsAddr()), tc.metric)
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write(tc.send(t)); err != nil {
+				t.Fatal(err)
+			}
+			// The server closes the connection: read to its end (what
+			// comes first, a handshake answer or heartbeats, is dropped).
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, conn); err != nil {
+				t.Fatalf("the server did not close the connection: %v", err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				got := metricValue(t, scrape(t, app.MetricsAddr()), tc.metric)
+				if got == before+1 {
+					break
+				}
+				if got > before+1 || time.Now().After(deadline) {
+					t.Fatalf("%s = %v, want %v", tc.metric, got, before+1)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func cat(bs ...[]byte) []byte {
+	var out []byte
+	for _, b := range bs {
+		out = append(out, b...)
+	}
+	return out
+}
+
+// A client chooses its routes, bytes that are not UTF-8 included. Forwarded
+// over the bus such a route fails (protobuf strings are UTF-8), and the
+// response time of that failure must not reach Prometheus with the route as
+// a label: Prometheus panics on a label value that is not UTF-8, which took
+// the whole server down. The route is counted as "unknown" instead.
+func TestMetricsRouteNotUTF8(t *testing.T) {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	front, err := nopal.New(nopal.Config{ServerType: "connector", Logger: quiet,
+		Metrics: &nopal.MetricsConfig{Addr: "127.0.0.1:0"},
+		Cluster: &nopal.ClusterConfig{Bus: stream.Config{Embedded: stream.Embedded{StoreDir: t.TempDir()}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := frontend.NewTCPAcceptor("127.0.0.1:0")
+	front.AddAcceptor(tcp)
+	if err := front.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = front.Shutdown(context.Background()) })
+	room, err := nopal.New(nopal.Config{ServerType: "room", Logger: quiet, Cluster: &nopal.ClusterConfig{Bus: stream.Config{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := room.Register(echoComp{}, backend.WithName("echo")); err != nil {
+		t.Fatal(err)
+	}
+	room.UseEmbedded(front.Bus().Server)
+	if err := room.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = room.Shutdown(context.Background()) })
+	deadline := time.Now().Add(10 * time.Second)
+	for !front.Discovery().HasType("room") {
+		if time.Now().After(deadline) {
+			t.Fatal("the frontend never saw the room server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	c, err := client.Dial(ctx, tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if out, err := c.RequestRaw(ctx, "room.echo.echo", []byte(`"hi"`)); err != nil || string(out) != `"hi"` {
+		t.Fatalf("forwarded echo: %q, %v", out, err)
+	}
+	_, err = c.RequestRaw(ctx, "room.\xff.echo", []byte(`{}`))
+	var ce *codec.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("route not UTF-8: got %v, want an error response", err)
+	}
+	// The server is still up and the connection still works.
+	if out, err := c.RequestRaw(ctx, "room.echo.echo", []byte(`"again"`)); err != nil || string(out) != `"again"` {
+		t.Fatalf("echo after the bad route: %q, %v", out, err)
+	}
+	text := scrape(t, front.MetricsAddr())
+	if got := metricValue(t, text, "nopal_handler_response_time_ns_count", `route="unknown"`, `code="`+ce.Code+`"`); got != 1 {
+		t.Errorf("the bad route counted %v times as unknown, want 1", got)
+	}
 }
