@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -394,5 +395,131 @@ func TestJobsSmall(t *testing.T) {
 	}
 	if strings.Contains(table, "ERRORS") {
 		t.Error("table reports errors")
+	}
+}
+
+// TestChatSmall runs the chat scenario at a small scale (200 connections,
+// half of them WebSockets, in rooms of 50) against real chat-floor and
+// chat-server subprocesses and checks that every push of every message
+// reached every member of its room and the figures are positive.
+func TestChatSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts chat server subprocesses and measures for a few seconds")
+	}
+	t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const conns = 200
+	var log bytes.Buffer
+	rep, err := runChat(exe, chatOptions{
+		Conns: conns, WSShare: 0.5, Room: 50, Rate: 2, Duration: time.Second, Warmup: 300 * time.Millisecond,
+		Drain: time.Second, Settle: 100 * time.Millisecond, Payload: 32, Sources: 4, Dialers: 16,
+		Floor: true, Heartbeat: time.Minute,
+	}, false, &log)
+	t.Log(log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for side, r := range map[string]*ChatResult{"nopal": rep.Nopal, "floor": rep.Floor} {
+		if r == nil {
+			t.Fatalf("%s: no result", side)
+		}
+		if r.Conns != conns || r.TCP != conns/2 || r.WS != conns/2 || r.Rooms != conns/50 || r.Held != conns || r.ConnErrors != 0 {
+			t.Errorf("%s: connections %+v", side, r)
+		}
+		if r.Sent <= 0 || r.Expected != r.Sent*50 || r.Delivered != r.Expected || r.Skipped != 0 {
+			t.Errorf("%s: sent %d, expected %d, delivered %d, skipped %d", side, r.Sent, r.Expected, r.Delivered, r.Skipped)
+		}
+		if r.Push.Samples != int(r.Delivered) || r.Push.P50Us <= 0 || r.Push.P99Us < r.Push.P50Us ||
+			r.Request.Samples <= 0 || r.Request.P50Us <= 0 || r.ConnsPerSec <= 0 || r.RSSRampKB <= 0 || r.RSSEndKB <= 0 {
+			t.Errorf("%s: figures %+v", side, r)
+		}
+	}
+	var out bytes.Buffer
+	renderChat(&out, rep)
+	table := out.String()
+	t.Log("\n" + table)
+	for _, want := range []string{
+		"| scenario | metric | nopal | relay floor | ratio | target | ok |",
+		"chat, 200 conns (100 TCP, 100 WS), rooms of 50", "push delivery p99 (ms)", "request p99 (ms)",
+		"server RSS per conn after the ramp (KB)", "server CPU in the window (cores)", "connections held to the end (of 200)",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	if strings.Contains(table, "ERRORS") {
+		t.Error("table reports errors")
+	}
+}
+
+// TestFrameBuf parses packets and WebSocket frames split at every byte,
+// as the chat load generator reads them.
+func TestFrameBuf(t *testing.T) {
+	small := appendPush(nil, chatPushRoute, []byte("hello"))
+	big := appendPush(nil, chatPushRoute, bytes.Repeat([]byte("x"), 300)) // a 16-bit frame length
+	for _, ws := range []bool{false, true} {
+		var stream []byte
+		for _, p := range [][]byte{small, big, small} {
+			if ws {
+				// A server's frame: unmasked, so cut the client's
+				// masking key out and clear the mask bit.
+				f := appendWSFrame(nil, p)
+				hl := len(f) - len(p) - 4
+				f[1] &^= 0x80
+				stream = append(stream, f[:hl]...)
+				stream = append(stream, p...)
+				stream = append(stream, 0x89, 0) // a ping, skipped
+			} else {
+				stream = append(stream, p...)
+			}
+		}
+		a, b := net.Pipe()
+		go func() {
+			for i := range stream { // one byte at a time
+				if _, err := a.Write(stream[i : i+1]); err != nil {
+					return
+				}
+			}
+			_ = a.Close()
+		}()
+		fb := frameBuf{buf: make([]byte, 64)} // smaller than the big packet
+		for i, want := range [][]byte{small, big, small} {
+			got, err := fb.nextPacket(b, ws)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("ws %v, packet %d: % x, %v", ws, i, got, err)
+			}
+		}
+		if _, err := fb.nextPacket(b, ws); err != io.EOF {
+			t.Fatalf("ws %v: after the last packet: %v", ws, err)
+		}
+		_ = b.Close()
+	}
+}
+
+func TestHist(t *testing.T) {
+	var h histSet
+	for i := int64(1); i <= 100000; i++ {
+		h.record(int(i), i*1000) // 1 µs … 100 ms
+	}
+	s := h.stats()
+	if s.Samples != 100000 || s.MaxUs != 100000 {
+		t.Fatalf("%+v", s)
+	}
+	for _, c := range []struct{ got, want float64 }{{s.P50Us, 50000}, {s.P90Us, 90000}, {s.P99Us, 99000}, {s.MeanUs, 50000.5}} {
+		if c.got < c.want*0.98 || c.got > c.want*1.02 {
+			t.Errorf("%+v: %v, want %v ± 2 %%", s, c.got, c.want)
+		}
+	}
+	for _, v := range []int64{0, 1, 63, 64, 127, 128, 1000, 1 << 40, 1<<63 - 1} {
+		i := histIndex(v)
+		if i < 0 || i >= histBuckets {
+			t.Fatalf("histIndex(%d) = %d", v, i)
+		}
+		if m := histValue(i); float64(m) < float64(v)*0.98 || float64(m) > float64(v)*1.02+1 {
+			t.Errorf("histValue(histIndex(%d)) = %d", v, m)
+		}
 	}
 }

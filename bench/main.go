@@ -19,6 +19,12 @@ commands:
   jobs-server  run an embedded NATS server (file storage) and a reliable.Worker
                of server type "bench"; print "NATS url", "READY"
   suite        run every scenario against both servers and print one table
+  chat         hold -conns (20,000) TCP and WebSocket connections in rooms of
+               50 sending 1 message/s each to one chat-server, next to the
+               relay floor, and print one table (not part of the suite)
+  chat-server  run the Nopal chat app of the chat command; print "ADDR" for
+               its TCP then its WebSocket acceptor, then "READY"
+  chat-floor   run the chat command's floor, a plain relay; same output
 
 Servers serve until stdin is closed or they get SIGTERM/SIGINT.
 Run 'bench <command> -h' for the flags of a command.`
@@ -50,6 +56,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdJobsServer(args[1:], stdin, stdout, stderr)
 	case "suite":
 		return cmdSuite(args[1:], stdout, stderr)
+	case "chat":
+		return cmdChat(args[1:], stdout, stderr)
+	case "chat-server":
+		return cmdChatServer(args[1:], stdin, stdout, stderr)
+	case "chat-floor":
+		return cmdChatFloor(args[1:], stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -704,10 +704,7 @@ func buildRows(r *Results) []Row {
 
 // renderTable prints the environment and the table in markdown.
 func renderTable(w io.Writer, r *Results) {
-	e := r.Env
-	fmt.Fprintf(w, "date: %s\n", e.Date)
-	fmt.Fprintf(w, "go: %s %s/%s, GOMAXPROCS %d (NumCPU %d)\n", e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.NumCPU)
-	fmt.Fprintf(w, "cpu: %s; kernel %s; RLIMIT_NOFILE %d\n", e.CPUModel, e.Kernel, e.NoFile)
+	printEnv(w, r.Env)
 	o := r.Options
 	fmt.Fprintf(w, "options: duration %v in %d alternating windows, warm-up %v, conns %d, idle %d, payload %d B, compress %v, heartbeat %v\n",
 		o.Duration, o.Rounds, o.Warmup, o.Conns, o.Idle, o.Payload, o.Compress, o.Heartbeat)
@@ -716,9 +713,28 @@ func renderTable(w io.Writer, r *Results) {
 			strings.Join(o.Deploys, ", "), o.PushSamples, o.Members, o.Broadcasts)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | metric | nopal | TCP-echo floor | ratio | target | ok |")
+	printRows(w, r.Rows, "TCP-echo floor")
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "\nERRORS (%d):\n", len(r.Errors))
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "- %s\n", e)
+		}
+	}
+}
+
+// printEnv prints where a run happened.
+func printEnv(w io.Writer, e Env) {
+	fmt.Fprintf(w, "date: %s\n", e.Date)
+	fmt.Fprintf(w, "go: %s %s/%s, GOMAXPROCS %d (NumCPU %d)\n", e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.NumCPU)
+	fmt.Fprintf(w, "cpu: %s; kernel %s; RLIMIT_NOFILE %d\n", e.CPUModel, e.Kernel, e.NoFile)
+}
+
+// printRows prints rows as a markdown table whose floor column is named
+// floor.
+func printRows(w io.Writer, rows []Row, floor string) {
+	fmt.Fprintf(w, "| scenario | metric | nopal | %s | ratio | target | ok |\n", floor)
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---|---|")
-	for _, row := range r.Rows {
+	for _, row := range rows {
 		floor, ratio := "—", "—"
 		if row.HasFloor {
 			floor = strconv.FormatFloat(row.Floor, 'f', row.prec, 64)
@@ -735,11 +751,5 @@ func renderTable(w io.Writer, r *Results) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric,
 			strconv.FormatFloat(row.Nopal, 'f', row.prec, 64), floor, ratio, row.Target, ok)
-	}
-	if len(r.Errors) > 0 {
-		fmt.Fprintf(w, "\nERRORS (%d):\n", len(r.Errors))
-		for _, e := range r.Errors {
-			fmt.Fprintf(w, "- %s\n", e)
-		}
 	}
 }

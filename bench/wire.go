@@ -88,10 +88,23 @@ func (r *rawConn) handshake(timeout time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("handshake response: %w", err)
 	}
+	if err := checkHandshakeResponse(t, body); err != nil {
+		return err
+	}
+	if _, err := r.c.Write(ackPacket); err != nil {
+		return fmt.Errorf("handshake ack: %w", err)
+	}
+	return nil
+}
+
+// checkHandshakeResponse checks the server's answer to the handshake: a
+// Handshake packet whose JSON (zlib-compressed without a flag, as Pitaya
+// does, when it starts with 0x78) has code 200.
+func checkHandshakeResponse(t codec.PacketType, body []byte) error {
 	if t != codec.Handshake {
 		return fmt.Errorf("handshake response: packet %s", t)
 	}
-	if len(body) > 0 && body[0] == 0x78 { // zlib without a flag, as Pitaya does
+	if len(body) > 0 && body[0] == 0x78 {
 		zr, err := zlib.NewReader(bytes.NewReader(body))
 		if err != nil {
 			return fmt.Errorf("handshake response: %w", err)
@@ -106,9 +119,6 @@ func (r *rawConn) handshake(timeout time.Duration) error {
 	}
 	if resp.Code != codec.HandshakeOK {
 		return fmt.Errorf("handshake refused: code %d", resp.Code)
-	}
-	if _, err := r.c.Write(ackPacket); err != nil {
-		return fmt.Errorf("handshake ack: %w", err)
 	}
 	return nil
 }
