@@ -53,6 +53,12 @@ type Config struct {
 	// (defaults 512 packets, 10 s).
 	SendQueueSize int
 	WriteTimeout  time.Duration
+	// Resume configures session resume: a client whose connection drops
+	// may come back within Resume.Grace (default 30 s), to any frontend of
+	// the cluster, and take its session over with the pushes it missed.
+	// On by default; Resume.Off gives Pitaya's behaviour (the session
+	// ends with its connection). Resume.Cluster is set by the App.
+	Resume frontend.ResumeConfig
 	// ShutdownTimeout bounds the drain in Run (default 10 s).
 	ShutdownTimeout time.Duration
 	// Cluster, when set, joins the cluster on the bus; nil runs standalone.
@@ -237,8 +243,26 @@ func (a *App) OnAfterSessionBind(f func(ctx context.Context, s *session.Session)
 	a.pool.OnAfterSessionBind(f)
 }
 
-// OnSessionClose adds a hook that runs when any session ends.
+// OnSessionClose adds a hook that runs when any session ends. A session
+// whose connection dropped ends when its resume grace passes without the
+// client coming back (see Config.Resume).
 func (a *App) OnSessionClose(f func(s *session.Session)) { a.pool.OnSessionClose(f) }
+
+// OnSessionSuspend adds a hook that runs when a session's connection drops
+// and the session waits for its client to resume it.
+func (a *App) OnSessionSuspend(f func(s *session.Session)) { a.pool.OnSessionSuspend(f) }
+
+// OnSessionResume adds a hook that runs when a client resumes its session
+// on this frontend.
+func (a *App) OnSessionResume(f func(ctx context.Context, s *session.Session)) {
+	a.pool.OnSessionResume(f)
+}
+
+func (a *App) resumeConfig() frontend.ResumeConfig {
+	rc := a.cfg.Resume
+	rc.Cluster = nil
+	return rc
+}
 
 // Sessions is the pool of this server's client sessions.
 func (a *App) Sessions() *session.Pool { return a.pool }
@@ -372,6 +396,8 @@ func (a *App) startFrontend(ctx context.Context) error {
 		HandshakeValidators: a.validators,
 		Logger:              a.log,
 		OnHandled:           a.onHandled(),
+		ID:                  a.cfg.ServerID,
+		Resume:              a.resumeConfig(),
 	})
 	if err != nil {
 		return err

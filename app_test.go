@@ -237,7 +237,9 @@ func TestAppStartListenError(t *testing.T) {
 
 func TestAppLobby(t *testing.T) {
 	t.Parallel()
-	app, h, addrs := startApp(t, nopal.Config{})
+	// A session whose client leaves is kept for the resume grace, then
+	// closed: a short grace here.
+	app, h, addrs := startApp(t, nopal.Config{Resume: frontend.ResumeConfig{Grace: 50 * time.Millisecond}})
 	ctx := context.Background()
 	forEachAddr(t, addrs, func(t *testing.T, addr string) {
 		ann, bob := dial(t, addr), dial(t, addr)

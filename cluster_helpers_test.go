@@ -76,6 +76,7 @@ func (w *tWriter) close() {
 type clusterOpts struct {
 	requestTimeout time.Duration
 	heartbeat      time.Duration
+	resume         frontend.ResumeConfig
 }
 
 // testCluster is one embedded NATS server (with JetStream in t.TempDir(),
@@ -198,6 +199,7 @@ func (c *testCluster) add(spec nodeSpec) *testNode {
 		ServerID:   spec.id,
 		Logger:     c.log,
 		Cluster:    c.clusterConfig(bus),
+		Resume:     c.opts.resume,
 	})
 	if err != nil {
 		c.t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/nopal-dev/nopal/client"
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/discovery"
+	"github.com/nopal-dev/nopal/frontend"
 	"github.com/nopal-dev/nopal/groups"
 	"github.com/nopal-dev/nopal/session"
 )
@@ -604,7 +605,9 @@ func TestClusterPushAndKickAnywhere(t *testing.T) {
 // storm of binds of one uid on two frontends leaves exactly one client.
 func TestClusterUniqueSession(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, clusterOpts{})
+	// A client that leaves has its session kept for the resume grace:
+	// a short one here.
+	c := newTestCluster(t, clusterOpts{resume: frontend.ResumeConfig{Grace: 50 * time.Millisecond}})
 	c.room("room-1", false, nil)
 	c.room("room-2", true, nil)
 	a := c.connector("conn-a", nil)
@@ -642,7 +645,7 @@ func TestClusterUniqueSession(t *testing.T) {
 		if err := cb.Request(ctx, "room.room.where", nil, &w); err != nil || w.UID != "u1" || w.Frontend != "conn-b" {
 			t.Errorf("the client on B: %+v, %v", w, err)
 		}
-		// B's own close removes its binding.
+		// B's own close removes its binding, once the resume grace passes.
 		_ = cb.Close()
 		eventually(t, "u1's binding to go with B's session", func() bool {
 			_, err := store.Get(ctx, "u1")

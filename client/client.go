@@ -31,6 +31,11 @@ var (
 	// answers the handshake with a code other than 200; the error's text
 	// includes the code.
 	ErrHandshakeRefused = errors.New("client: handshake refused")
+	// ErrSessionLost is the reason a client with [WithAutoResume] ended
+	// when it could not resume its session: the server gave it a fresh
+	// session (the grace had passed, or the pushes it missed were no longer
+	// kept), or no server answered in time. The error wraps the cause.
+	ErrSessionLost = errors.New("client: session lost")
 )
 
 // maxKeptWriteBuf is the largest encoding buffer a client keeps between
@@ -55,7 +60,9 @@ type reply struct {
 // Client is one connection to a server. Its methods are safe for concurrent
 // use. See the package documentation for how it works.
 type Client struct {
-	t      transport
+	tp     atomic.Pointer[tbox] // the connection; a resume replaces it
+	addr   string
+	o      options
 	mc     codec.MessageCodec
 	ser    codec.Serializer
 	hs     codec.HandshakeResponse
@@ -76,10 +83,19 @@ type Client struct {
 	hbTimer   *time.Timer
 
 	closed  atomic.Bool
+	closing chan struct{} // closed by the first setErr: stops a resume
 	errMu   sync.Mutex
 	err     error
+	token   string // the session's resume token, under errMu
 	dropped atomic.Uint64
+
+	received atomic.Uint64 // pushes received in the session
+	resumes  atomic.Uint64
 }
+
+type tbox struct{ t transport }
+
+func (c *Client) tr() transport { return c.tp.Load().t }
 
 // Dial connects to a server and performs the handshake.
 //
@@ -112,58 +128,30 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		_ = t.close(false)
 		return nil, fmt.Errorf("client: handshake with %s: %w", addr, err)
 	}
+	c.addr = addr
 	return c, nil
 }
 
 func handshake(ctx context.Context, t transport, o *options) (*Client, error) {
-	var deadline time.Time // zero: none
-	if d, ok := ctx.Deadline(); ok {
-		deadline = d
-	}
-	stop := context.AfterFunc(ctx, t.abort)
-	defer stop()
-	if err := t.setReadDeadline(deadline); err != nil {
-		return nil, err
-	}
-
-	body, err := json.Marshal(codec.HandshakeRequest{Sys: o.sys, User: o.user})
+	hs, err := exchangeHandshake(ctx, t, o, o.resumeFrom)
 	if err != nil {
 		return nil, err
 	}
-	pkt, err := codec.AppendPacket(nil, codec.Handshake, body)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.write(pkt, deadline); err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	typ, body, _, err := t.read()
-	if err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	if typ != codec.Handshake {
-		return nil, fmt.Errorf("client: got a %v packet instead of the handshake response", typ)
-	}
-	hs, err := parseHandshakeResponse(body)
-	if err != nil {
-		return nil, err
-	}
-	if hs.Code != codec.HandshakeOK {
-		return nil, fmt.Errorf("%w: code %d", ErrHandshakeRefused, hs.Code)
-	}
-	if hs.Sys == nil {
-		hs.Sys = &codec.HandshakeResponseSys{}
-	}
-
 	c := &Client{
-		t:       t,
+		o:       *o,
 		ser:     o.serializer,
 		hs:      hs,
+		token:   hs.Sys.Resume,
 		wtime:   o.writeTimeout,
 		epoch:   time.Now(),
 		pushes:  make(chan Push, o.pushBuffer),
 		done:    make(chan struct{}),
+		closing: make(chan struct{}),
 		pending: make(map[uint64]chan reply),
+	}
+	c.tp.Store(&tbox{t})
+	if hs.Sys.Resumed {
+		c.received.Store(o.resumeFrom.Pushes)
 	}
 	if c.wtime <= 0 {
 		c.wtime = DefaultWriteTimeout
@@ -182,18 +170,6 @@ func handshake(ctx context.Context, t transport, o *options) (*Client, error) {
 		}
 		c.mc.Dict = d
 	}
-
-	ack, _ := codec.AppendPacket(nil, codec.HandshakeAck, nil)
-	if err := t.write(ack, deadline); err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	if !stop() {
-		// ctx ended and abort ran: the connection is unusable.
-		return nil, ctx.Err()
-	}
-	if err := t.setReadDeadline(time.Time{}); err != nil {
-		return nil, err
-	}
 	c.lastWrite.Store(int64(time.Since(c.epoch)))
 	if o.heartbeat && hs.Sys.Heartbeat > 0 {
 		c.hbEvery = time.Duration(hs.Sys.Heartbeat) * time.Second
@@ -203,6 +179,65 @@ func handshake(ctx context.Context, t transport, o *options) (*Client, error) {
 	}
 	go c.readLoop()
 	return c, nil
+}
+
+// exchangeHandshake sends the handshake (asking to resume when r is not
+// nil), reads and checks the answer, and sends HandshakeAck. Sys of the
+// answer is never nil.
+func exchangeHandshake(ctx context.Context, t transport, o *options, r *codec.ResumeRequest) (codec.HandshakeResponse, error) {
+	var none codec.HandshakeResponse
+	var deadline time.Time // zero: none
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	stop := context.AfterFunc(ctx, t.abort)
+	defer stop()
+	if err := t.setReadDeadline(deadline); err != nil {
+		return none, err
+	}
+
+	sys := o.sys
+	sys.Resume = r
+	body, err := json.Marshal(codec.HandshakeRequest{Sys: sys, User: o.user})
+	if err != nil {
+		return none, err
+	}
+	pkt, err := codec.AppendPacket(nil, codec.Handshake, body)
+	if err != nil {
+		return none, err
+	}
+	if err := t.write(pkt, deadline); err != nil {
+		return none, ctxErr(ctx, err)
+	}
+	typ, body, _, err := t.read()
+	if err != nil {
+		return none, ctxErr(ctx, err)
+	}
+	if typ != codec.Handshake {
+		return none, fmt.Errorf("client: got a %v packet instead of the handshake response", typ)
+	}
+	hs, err := parseHandshakeResponse(body)
+	if err != nil {
+		return none, err
+	}
+	if hs.Code != codec.HandshakeOK {
+		return none, fmt.Errorf("%w: code %d", ErrHandshakeRefused, hs.Code)
+	}
+	if hs.Sys == nil {
+		hs.Sys = &codec.HandshakeResponseSys{}
+	}
+	ack, _ := codec.AppendPacket(nil, codec.HandshakeAck, nil)
+	if err := t.write(ack, deadline); err != nil {
+		return none, ctxErr(ctx, err)
+	}
+	if !stop() {
+		// ctx ended and abort ran: the connection is unusable.
+		return none, ctx.Err()
+	}
+	if err := t.setReadDeadline(time.Time{}); err != nil {
+		return none, err
+	}
+	return hs, nil
 }
 
 // ctxErr prefers the context's error when the context ended the I/O. The
@@ -397,7 +432,7 @@ func (c *Client) SendRaw(b []byte) error {
 func (c *Client) Close() error {
 	var err error
 	if c.setErr(ErrClosed) {
-		err = c.t.close(true)
+		err = c.tr().close(true)
 	}
 	<-c.done
 	return err
@@ -414,6 +449,7 @@ func (c *Client) setErr(err error) bool {
 	c.err = err
 	c.errMu.Unlock()
 	c.closed.Store(true)
+	close(c.closing)
 	if c.hbTimer != nil {
 		c.hbTimer.Stop()
 	}
@@ -423,7 +459,7 @@ func (c *Client) setErr(err error) bool {
 // fail ends the connection with err unless it has already ended.
 func (c *Client) fail(err error) {
 	if c.setErr(err) {
-		_ = c.t.close(false)
+		_ = c.tr().close(false)
 	}
 }
 
@@ -447,14 +483,15 @@ func (c *Client) send(m *codec.Message) error {
 		c.wmu.Unlock()
 		return err
 	}
-	err = c.t.write(buf, time.Now().Add(c.wtime))
+	t := c.tr()
+	err = t.write(buf, time.Now().Add(c.wtime))
 	if cap(buf) <= maxKeptWriteBuf {
 		c.wbuf = buf[:0]
 	} else {
 		c.wbuf = nil
 	}
 	c.wmu.Unlock()
-	return c.wrote(err)
+	return c.wrote(t, err)
 }
 
 // write writes b under the write mutex.
@@ -463,15 +500,21 @@ func (c *Client) write(b []byte) error {
 		return c.closedErr()
 	}
 	c.wmu.Lock()
-	err := c.t.write(b, time.Now().Add(c.wtime))
+	t := c.tr()
+	err := t.write(b, time.Now().Add(c.wtime))
 	c.wmu.Unlock()
-	return c.wrote(err)
+	return c.wrote(t, err)
 }
 
 // wrote records a write; a failed write ends the connection, as the stream
-// may hold part of a packet.
-func (c *Client) wrote(err error) error {
+// may hold part of a packet. With auto-resume only the socket ends: the
+// reader resumes the session on a new one.
+func (c *Client) wrote(t transport, err error) error {
 	if err != nil {
+		if c.o.autoResume != nil && !c.closed.Load() {
+			_ = t.close(false)
+			return fmt.Errorf("client: connection lost, resuming: %w", err)
+		}
 		c.fail(err)
 		return c.closedErr()
 	}
@@ -496,9 +539,10 @@ func (c *Client) sendHeartbeat(idle bool) {
 		c.wmu.Lock()
 	}
 	hb := [codec.HeaderLength]byte{byte(codec.Heartbeat)}
-	err := c.t.write(hb[:], time.Now().Add(c.wtime))
+	t := c.tr()
+	err := t.write(hb[:], time.Now().Add(c.wtime))
 	c.wmu.Unlock()
-	_ = c.wrote(err)
+	_ = c.wrote(t, err)
 }
 
 // heartbeatTick runs on the heartbeat timer: it sends a heartbeat if nothing
@@ -526,8 +570,13 @@ func (c *Client) readLoop() {
 	defer close(c.pushes)
 	var m codec.Message
 	for {
-		typ, body, owned, err := c.t.read()
+		typ, body, owned, err := c.tr().read()
 		if err != nil {
+			if c.o.autoResume != nil && !c.closed.Load() {
+				if err = c.resume(err); err == nil {
+					continue
+				}
+			}
 			c.fail(err)
 			return
 		}
@@ -573,6 +622,7 @@ func (c *Client) deliver(m *codec.Message, owned bool) error {
 			ch <- reply{data: own(m.Data), err: m.Err} // buffered, never blocks
 		}
 	case codec.Push:
+		c.received.Add(1)
 		if len(c.pushes) == cap(c.pushes) { // only this goroutine sends
 			c.dropped.Add(1)
 			return nil
@@ -582,4 +632,87 @@ func (c *Client) deliver(m *codec.Message, owned bool) error {
 		return fmt.Errorf("%w: server sent a %v", codec.ErrBadMessage, m.Type)
 	}
 	return nil
+}
+
+// ResumeToken returns the token of the client's session: with
+// [WithResume], a new client takes the session over if it presents it in
+// time. It is "" when the server does not offer resume.
+func (c *Client) ResumeToken() string {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.token
+}
+
+// PushesReceived counts the pushes received in the session, over every
+// connection it had (those dropped because the push channel was full
+// included): what a resume presents to the server.
+func (c *Client) PushesReceived() uint64 { return c.received.Load() }
+
+// Resumes counts the times [WithAutoResume] resumed the session.
+func (c *Client) Resumes() uint64 { return c.resumes.Load() }
+
+// Drop closes the socket without ending the client, as a network failure
+// would: with [WithAutoResume] the client resumes its session, otherwise it
+// ends. For tests and demos.
+func (c *Client) Drop() {
+	_ = c.tr().close(false)
+}
+
+// resume reconnects after the connection failed with cause and takes the
+// session over, trying the client's address and then the others given to
+// [WithAutoResume] in turn, with exponential backoff, until the resume
+// window ends. It returns nil once resumed, or why not (wrapping
+// [ErrSessionLost]).
+func (c *Client) resume(cause error) error {
+	ar := c.o.autoResume
+	addrs := append([]string{c.addr}, ar.addrs...)
+	deadline := time.Now().Add(ar.within)
+	backoff := 20 * time.Millisecond
+	for i := 0; ; i++ {
+		if c.closed.Load() {
+			return cause
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: no server resumed it within %v (%w)", ErrSessionLost, ar.within, cause)
+		}
+		hctx, cancel := context.WithDeadline(context.Background(), deadline)
+		if c.o.handshakeTimeout > 0 {
+			hctx, cancel = context.WithTimeout(hctx, c.o.handshakeTimeout)
+		}
+		addr := addrs[i%len(addrs)]
+		t, err := dial(hctx, addr, &c.o)
+		if err == nil {
+			var hs codec.HandshakeResponse
+			hs, err = exchangeHandshake(hctx, t, &c.o, &codec.ResumeRequest{Token: c.ResumeToken(), Pushes: c.received.Load()})
+			switch {
+			case err == nil && hs.Sys.Resumed:
+				cancel()
+				c.wmu.Lock()
+				c.tp.Store(&tbox{t})
+				c.wmu.Unlock()
+				c.errMu.Lock()
+				c.token = hs.Sys.Resume
+				c.errMu.Unlock()
+				c.lastWrite.Store(int64(time.Since(c.epoch)))
+				if c.closed.Load() { // Close ran meanwhile, on the old socket
+					_ = t.close(true)
+					return ErrClosed
+				}
+				c.resumes.Add(1)
+				return nil
+			case err == nil:
+				cancel()
+				_ = t.close(true)
+				return fmt.Errorf("%w: %s gave a fresh session (%w)", ErrSessionLost, addr, cause)
+			}
+			_ = t.close(false)
+		}
+		cancel()
+		select {
+		case <-time.After(backoff):
+		case <-c.closing:
+			return cause
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }

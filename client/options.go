@@ -30,6 +30,13 @@ type options struct {
 	heartbeat        bool
 	pool             *codec.BufferPool
 	wsWritePool      *wsBufferPool
+	autoResume       *autoResume
+	resumeFrom       *codec.ResumeRequest
+}
+
+type autoResume struct {
+	within time.Duration
+	addrs  []string
 }
 
 func defaultOptions() options {
@@ -123,3 +130,31 @@ type wsBufferPool struct{ p sync.Pool }
 
 func (w *wsBufferPool) Get() any  { return w.p.Get() }
 func (w *wsBufferPool) Put(v any) { w.p.Put(v) }
+
+// DefaultResumeWithin is how long [WithAutoResume] tries by default: the
+// server's default resume grace.
+const DefaultResumeWithin = 30 * time.Second
+
+// WithAutoResume makes the client survive a dropped connection: it
+// reconnects (to the address it dialed, then to each of addrs in turn,
+// any frontend of the cluster) with exponential backoff from 20 ms to 1 s,
+// and resumes its session with its token and the count of pushes it
+// received. Requests in flight get their responses, pushes continue in
+// order with none lost or repeated, and the push channel stays open.
+// Writes made while the connection is down fail; the client goes on. If no
+// server resumes the session within the window (0: DefaultResumeWithin),
+// or a server answers with a fresh session, the client ends with an error
+// wrapping [ErrSessionLost].
+func WithAutoResume(within time.Duration, addrs ...string) Option {
+	if within <= 0 {
+		within = DefaultResumeWithin
+	}
+	return func(o *options) { o.autoResume = &autoResume{within: within, addrs: addrs} }
+}
+
+// WithResume makes the handshake ask to resume the session of token, whose
+// client received pushes pushes. Whether the server resumed it is in
+// Handshake().Sys.Resumed; if not, the client has a fresh session.
+func WithResume(token string, pushes uint64) Option {
+	return func(o *options) { o.resumeFrom = &codec.ResumeRequest{Token: token, Pushes: pushes} }
+}

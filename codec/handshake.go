@@ -6,6 +6,16 @@ type HandshakeSys struct {
 	LibVersion  string `json:"libVersion"`
 	BuildNumber string `json:"clientBuildNumber"`
 	Version     string `json:"clientVersion"`
+	// Resume asks to take over a suspended session (a Nopal addition;
+	// Pitaya servers ignore it).
+	Resume *ResumeRequest `json:"resume,omitempty"`
+}
+
+// ResumeRequest is what a reconnecting client presents: the token of the
+// session it had and how many pushes it received in that session.
+type ResumeRequest struct {
+	Token  string `json:"token"`
+	Pushes uint64 `json:"pushes"`
 }
 
 // HandshakeRequest is the body of a client's Handshake packet.
@@ -20,6 +30,12 @@ type HandshakeResponseSys struct {
 	Dict       map[string]uint16 `json:"dict"`
 	Heartbeat  int               `json:"heartbeat"`
 	Serializer string            `json:"serializer"`
+	// Resume is the token a client presents to resume this session after
+	// its connection drops (a Nopal addition; Pitaya clients ignore it).
+	Resume string `json:"resume,omitempty"`
+	// Resumed reports that the handshake resumed the session the client
+	// asked for; false means the client has a fresh session.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // HandshakeResponse is the body of the server's Handshake packet. A code of

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -43,11 +42,12 @@ var (
 type agent struct {
 	f        *Frontend
 	conn     PlayerConn
-	sess     *session.Session
+	lk       atomic.Pointer[link] // the session's link; swapped by a resume
 	state    atomic.Int32
 	lastSeen atomic.Int64 // unix nanoseconds of the last packet received
 	hsTimer  *time.Timer
 	refused  bool // handshake refused: input is ignored until the close (reader only)
+	badInput bool // closed for bad input: the session is not kept (reader only)
 
 	mu       sync.Mutex
 	queue    [][]byte
@@ -59,22 +59,11 @@ type agent struct {
 	draining bool
 }
 
-func (a *agent) RemoteAddr() net.Addr { return a.conn.RemoteAddr() }
+func (a *agent) link() *link { return a.lk.Load() }
 
-// Push implements session.Conn.
-func (a *agent) Push(route string, v any) error {
-	data, err := a.f.ser.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("frontend: push %s: %w", route, err)
-	}
-	pkt, err := a.f.codec.AppendPacket(nil, &codec.Message{Type: codec.Push, Route: route, Data: data})
-	if err != nil {
-		return fmt.Errorf("frontend: push %s: %w", route, err)
-	}
-	return a.send(pkt)
-}
+func (a *agent) session() *session.Session { return a.lk.Load().sess }
 
-// Kick implements session.Conn: a Kick packet, then close once written.
+// Kick queues a Kick packet and closes once it is written.
 func (a *agent) Kick(context.Context) error {
 	a.mu.Lock()
 	kicking := a.closing && !a.closed
@@ -89,7 +78,7 @@ func (a *agent) Kick(context.Context) error {
 	return nil
 }
 
-// Close implements session.Conn.
+// Close closes the connection at once.
 func (a *agent) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -114,7 +103,8 @@ func (a *agent) send(pkt []byte) error {
 	if len(a.queue) >= a.f.cfg.SendQueueSize {
 		a.mu.Unlock()
 		a.f.stats.SlowClients.Add(1)
-		a.f.log.Warn("closing slow client", "session", a.sess.ID(), "uid", a.sess.UID(), "remote", a.conn.RemoteAddr())
+		s := a.session()
+		a.f.log.Warn("closing slow client", "session", s.ID(), "uid", s.UID(), "remote", a.conn.RemoteAddr())
 		_ = a.Close()
 		return ErrSlowClient
 	}
@@ -126,6 +116,23 @@ func (a *agent) send(pkt []byte) error {
 		go a.write()
 	}
 	return nil
+}
+
+// sendAll queues pkts in order, whatever the queue holds: what a resumed
+// client missed, bounded by the resume buffer.
+func (a *agent) sendAll(pkts [][]byte) {
+	a.mu.Lock()
+	if a.closed || a.closing {
+		a.mu.Unlock()
+		return
+	}
+	a.queue = append(a.queue, pkts...)
+	start := !a.writing
+	a.writing = true
+	a.mu.Unlock()
+	if start {
+		go a.write()
+	}
 }
 
 // reply sends a response from the reader goroutine. When nothing else is
@@ -150,7 +157,7 @@ func (a *agent) reply(pkt []byte) error {
 		_, err = a.conn.Write(pkt)
 	}
 	if err != nil {
-		a.f.log.Debug("write failed: closing", "session", a.sess.ID(), "err", err)
+		a.f.log.Debug("write failed: closing", "session", a.session().ID(), "err", err)
 		_ = a.Close()
 	}
 	// Hand over to a writer goroutine whatever was queued meanwhile.
@@ -214,7 +221,7 @@ func (a *agent) write() {
 			}
 		}
 		if err != nil {
-			a.f.log.Debug("write failed: closing", "session", a.sess.ID(), "err", err)
+			a.f.log.Debug("write failed: closing", "session", a.session().ID(), "err", err)
 			_ = a.Close()
 			continue
 		}
@@ -229,13 +236,17 @@ func (a *agent) write() {
 
 // run reads and handles packets until the connection ends.
 func (a *agent) run(ctx context.Context) {
-	// One context with the session for the connection's life, not one
-	// allocated per message.
-	ctx = session.NewContext(ctx, a.sess)
+	// One context with the session for the connection's life (until a
+	// resume changes the session), not one allocated per message.
 	defer a.cleanup()
+	cur := a.link()
+	sctx := session.NewContext(ctx, cur.sess)
 	a.lastSeen.Store(time.Now().UnixNano())
 	var msg codec.Message
 	for {
+		if l := a.link(); l != cur {
+			cur, sctx = l, session.NewContext(ctx, l.sess)
+		}
 		pkt, err := a.conn.GetNextMessage()
 		if err != nil {
 			var rl *RateLimitedError
@@ -244,8 +255,9 @@ func (a *agent) run(ctx context.Context) {
 				continue
 			}
 			if !isClosedErr(err) {
+				a.badInput = true
 				a.f.stats.Malformed.Add(1)
-				a.f.log.Info("closing connection: bad input", "remote", a.conn.RemoteAddr(), "session", a.sess.ID(), "err", err)
+				a.f.log.Info("closing connection: bad input", "remote", a.conn.RemoteAddr(), "session", a.session().ID(), "err", err)
 			}
 			return
 		}
@@ -253,7 +265,7 @@ func (a *agent) run(ctx context.Context) {
 		if a.refused {
 			continue
 		}
-		if !a.handlePacket(ctx, pkt, &msg) {
+		if !a.handlePacket(sctx, pkt, &msg) {
 			return
 		}
 	}
@@ -295,8 +307,9 @@ func (a *agent) handlePacket(ctx context.Context, pkt []byte, msg *codec.Message
 }
 
 func (a *agent) bad(what string, err error) bool {
+	a.badInput = true
 	a.f.stats.Malformed.Add(1)
-	a.f.log.Info("closing connection: "+what, "remote", a.conn.RemoteAddr(), "session", a.sess.ID(), "err", err)
+	a.f.log.Info("closing connection: "+what, "remote", a.conn.RemoteAddr(), "session", a.session().ID(), "err", err)
 	return false
 }
 
@@ -305,7 +318,7 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 	err := json.Unmarshal(body, &req)
 	if err == nil {
 		for _, v := range a.f.cfg.HandshakeValidators {
-			if err = v(ctx, a.sess, &req); err != nil {
+			if err = v(ctx, a.session(), &req); err != nil {
 				break
 			}
 		}
@@ -324,7 +337,15 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 		a.hsTimer.Stop()
 	}
 	a.state.Store(stateHandshaken)
-	return a.send(a.f.handshakeOK) == nil
+	if r := req.Sys.Resume; r != nil && !a.f.cfg.Resume.Off && a.resume(ctx, r) {
+		return true
+	}
+	resp, err := a.f.handshakeResponse(a.link(), false)
+	if err != nil {
+		a.f.log.Error("handshake response", "err", err)
+		return false
+	}
+	return a.send(resp) == nil
 }
 
 func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {
@@ -378,7 +399,7 @@ func (a *agent) respond(msg *codec.Message, out []byte, herr error) error {
 	if err != nil {
 		return err
 	}
-	_ = a.reply(pkt)
+	a.link().respond(a, pkt)
 	return nil
 }
 
@@ -420,7 +441,8 @@ func (a *agent) beat(now time.Time, interval time.Duration) {
 		a.mu.Unlock()
 		if !busy {
 			a.f.stats.HeartbeatTimeouts.Add(1)
-			a.f.log.Info("closing connection: heartbeat timeout", "session", a.sess.ID(), "uid", a.sess.UID())
+			s := a.session()
+			a.f.log.Info("closing connection: heartbeat timeout", "session", s.ID(), "uid", s.UID())
 			_ = a.Close()
 			return
 		}
@@ -429,14 +451,18 @@ func (a *agent) beat(now time.Time, interval time.Duration) {
 }
 
 func (a *agent) cleanup() {
-	a.state.Store(stateClosed)
+	st := a.state.Swap(stateClosed)
 	if a.hsTimer != nil {
 		a.hsTimer.Stop()
 	}
 	_ = a.Close()
-	// The session's close callbacks run before the frontend forgets the
-	// connection, so that Shutdown returns only after they have run.
-	a.f.pool.Closed(a.sess)
+	// The session is suspended if its client may resume it; otherwise its
+	// close callbacks run before the frontend forgets the connection, so
+	// that Shutdown returns only after they have run.
+	l := a.link()
+	if !l.detach(a, st >= stateHandshaken && !a.badInput) {
+		l.end()
+	}
 	a.f.remove(a)
 }
 

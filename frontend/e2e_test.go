@@ -41,7 +41,8 @@ func unhex(t *testing.T, s string) []byte {
 func TestHandshake(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		seen := make(chan codec.HandshakeRequest, 16)
-		s := startServer(t, nopal.Config{Heartbeat: 15 * time.Second}, serverOpts{setup: func(app *nopal.App) {
+		// Resume off: the handshake response is Pitaya's, byte for byte.
+		s := startServer(t, nopal.Config{Heartbeat: 15 * time.Second, Resume: frontend.ResumeConfig{Off: true}}, serverOpts{setup: func(app *nopal.App) {
 			// Refuses clients whose user data carries the token "bad".
 			app.AddHandshakeValidator(func(_ context.Context, s *session.Session, req *codec.HandshakeRequest) error {
 				if s == nil {
@@ -841,7 +842,7 @@ func TestRateLimit(t *testing.T) {
 
 func TestSlowClient(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		s := startServer(t, nopal.Config{SendQueueSize: 16}, serverOpts{})
+		s := startServer(t, nopal.Config{SendQueueSize: 16, Resume: frontend.ResumeConfig{Off: true}}, serverOpts{})
 		const size = 64 << 10
 
 		slow := tr.dial(t, s)
@@ -1057,7 +1058,8 @@ func TestBindTwice(t *testing.T) {
 
 func TestStatsConnected(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		s := startServer(t, nopal.Config{}, serverOpts{})
+		// Resume off: sessions end with their connections.
+		s := startServer(t, nopal.Config{Resume: frontend.ResumeConfig{Off: true}}, serverOpts{})
 		st := s.stats()
 		var conns []*rawConn
 		for i := range 3 {

@@ -68,6 +68,11 @@ type Config struct {
 	OnHandled func(route string, t codec.MessageType, took time.Duration, err error)
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// ID names this frontend in resume tokens: the server id in a cluster
+	// (default: a random name).
+	ID string
+	// Resume configures session resume (on by default).
+	Resume ResumeConfig
 }
 
 func (c *Config) defaults() error {
@@ -95,6 +100,12 @@ func (c *Config) defaults() error {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.ID == "" {
+		c.ID = "fe-" + newSecret()[:8]
+	}
+	if err := c.Resume.defaults(); err != nil {
+		return err
+	}
 	if c.Heartbeat < 0 || c.HandshakeTimeout < 0 || c.SendQueueSize < 0 || c.WriteTimeout < 0 {
 		return errors.New("frontend: negative durations or sizes in Config")
 	}
@@ -110,6 +121,11 @@ type Stats struct {
 	HeartbeatTimeouts atomic.Int64
 	SlowClients       atomic.Int64 // disconnected because their send queue filled
 	RateLimited       atomic.Int64 // requests answered with PIT-429
+	Suspended         atomic.Int64 // sessions suspended when their connection dropped
+	Resumed           atomic.Int64 // sessions resumed by a reconnecting client
+	ResumeFailed      atomic.Int64 // resumes refused: the client got a fresh session
+	Expired           atomic.Int64 // suspended sessions that ended unresumed
+	Moved             atomic.Int64 // sessions handed over to another frontend
 }
 
 // Frontend serves clients over its acceptors.
@@ -122,11 +138,13 @@ type Frontend struct {
 	stats Stats
 
 	handshakeOK, handshakeRefused []byte
+	hsSys                         codec.HandshakeResponseSys
 
 	conns sync.WaitGroup
 
 	mu        sync.Mutex
 	agents    map[*agent]struct{}
+	suspended map[*link]struct{}
 	acceptors []Acceptor
 	empty     chan struct{} // closed when agents drains to empty during Shutdown
 	draining  bool
@@ -140,20 +158,21 @@ func New(cfg Config) (*Frontend, error) {
 		return nil, err
 	}
 	f := &Frontend{
-		cfg:    cfg,
-		ser:    cfg.Serializer,
-		codec:  &codec.MessageCodec{Dict: cfg.Dictionary, Compress: cfg.Compress, CompressThreshold: cfg.CompressThreshold},
-		pool:   cfg.Pool,
-		log:    cfg.Logger,
-		agents: make(map[*agent]struct{}),
+		cfg:       cfg,
+		ser:       cfg.Serializer,
+		codec:     &codec.MessageCodec{Dict: cfg.Dictionary, Compress: cfg.Compress, CompressThreshold: cfg.CompressThreshold},
+		pool:      cfg.Pool,
+		log:       cfg.Logger,
+		agents:    make(map[*agent]struct{}),
+		suspended: make(map[*link]struct{}),
 	}
 	hb := int(math.Ceil(cfg.Heartbeat.Seconds()))
 	if hb < 1 {
 		hb = 1
 	}
-	ok, err := json.Marshal(codec.HandshakeResponse{Code: codec.HandshakeOK, Sys: &codec.HandshakeResponseSys{
-		Dict: cfg.Dictionary.Codes(), Heartbeat: hb, Serializer: cfg.Serializer.Name(),
-	}})
+	f.hsSys = codec.HandshakeResponseSys{Dict: cfg.Dictionary.Codes(), Heartbeat: hb, Serializer: cfg.Serializer.Name()}
+	sys := f.hsSys
+	ok, err := json.Marshal(codec.HandshakeResponse{Code: codec.HandshakeOK, Sys: &sys})
 	if err != nil {
 		return nil, fmt.Errorf("frontend: handshake response: %w", err)
 	}
@@ -230,12 +249,14 @@ func (f *Frontend) Start(ctx context.Context) error {
 
 func (f *Frontend) accept(ctx context.Context, c PlayerConn) {
 	a := &agent{f: f, conn: c}
-	a.sess = f.pool.New(a)
+	l := f.newLink(a)
+	l.sess = f.pool.New(l)
+	a.lk.Store(l)
 	f.mu.Lock()
 	if f.draining {
 		f.mu.Unlock()
 		_ = c.Close()
-		f.pool.Closed(a.sess)
+		f.pool.Forget(l.sess)
 		return
 	}
 	f.agents[a] = struct{}{}
@@ -320,6 +341,16 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 		// Not waiting for closed: a reader blocked in a handler ends only
 		// when the handler returns; its context is cancelled below.
 	}
+	// Sessions waiting for their clients end with the frontend.
+	f.mu.Lock()
+	suspended := make([]*link, 0, len(f.suspended))
+	for l := range f.suspended {
+		suspended = append(suspended, l)
+	}
+	f.mu.Unlock()
+	for _, l := range suspended {
+		l.end()
+	}
 	f.cancel()
 	close(f.done)
 	return err
@@ -327,8 +358,16 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 
 // PushToUsers sends one push to each uid bound on this frontend: v is
 // serialized and encoded once for all. It returns the uids it could not
-// reach (not connected here, or closed).
-func (f *Frontend) PushToUsers(_ context.Context, route string, v any, uids []string) ([]string, error) {
+// reach (not connected here, or closed). A session suspended while its
+// client reconnects keeps the push for the resume.
+func (f *Frontend) PushToUsers(ctx context.Context, route string, v any, uids []string) ([]string, error) {
+	return f.PushToUsersID(ctx, route, v, uids, 0)
+}
+
+// PushToUsersID is PushToUsers for a cluster push with an id (not 0): a
+// session that moved here from another frontend while the push was on its
+// way to both drops the second copy.
+func (f *Frontend) PushToUsersID(_ context.Context, route string, v any, uids []string, id uint64) ([]string, error) {
 	data, err := f.ser.Marshal(v)
 	if err != nil {
 		return uids, fmt.Errorf("frontend: push %s: %w", route, err)
@@ -344,8 +383,8 @@ func (f *Frontend) PushToUsers(_ context.Context, route string, v any, uids []st
 			failed = append(failed, uid)
 			continue
 		}
-		a, ok := s.Conn().(*agent)
-		if !ok || a.send(pkt) != nil {
+		l, ok := s.Conn().(*link)
+		if !ok || l.push(pkt, id) != nil {
 			failed = append(failed, uid)
 		}
 	}

@@ -25,6 +25,8 @@ type Pool struct {
 	onBind      []BindHook
 	onAfterBind []func(ctx context.Context, s *Session)
 	onClose     []func(s *Session)
+	onSuspend   []func(s *Session)
+	onResume    []func(ctx context.Context, s *Session)
 }
 
 // NewPool returns an empty pool that logs to log (nil: slog.Default()).
@@ -46,6 +48,102 @@ func (p *Pool) OnAfterSessionBind(f func(ctx context.Context, s *Session)) {
 // OnSessionClose adds a hook that runs when any session ends, after the
 // session's own OnClose callbacks.
 func (p *Pool) OnSessionClose(f func(s *Session)) { p.onClose = append(p.onClose, f) }
+
+// OnSessionSuspend adds a hook that runs when a session's connection drops
+// and the session waits, suspended, for its client to resume it. The uid
+// binding, data and group memberships stay; OnSessionClose runs only if the
+// wait ends without a resume.
+func (p *Pool) OnSessionSuspend(f func(s *Session)) { p.onSuspend = append(p.onSuspend, f) }
+
+// OnSessionResume adds a hook that runs when a client resumes its session on
+// this frontend: the same session object when it was suspended here, or a
+// session moved from another frontend (same uid and data, a new id).
+func (p *Pool) OnSessionResume(f func(ctx context.Context, s *Session)) {
+	p.onResume = append(p.onResume, f)
+}
+
+// Suspended runs the OnSessionSuspend hooks for s; the frontend calls it
+// when s's connection drops and s may be resumed.
+func (p *Pool) Suspended(s *Session) {
+	for _, f := range p.onSuspend {
+		p.safe("OnSessionSuspend", s, func() { f(s) })
+	}
+}
+
+// Resumed runs the OnSessionResume hooks for s.
+func (p *Pool) Resumed(ctx context.Context, s *Session) {
+	for _, f := range p.onResume {
+		p.safe("OnSessionResume", s, func() { f(ctx, s) })
+	}
+}
+
+// CheckResume runs the OnSessionBind hooks for a resume of s bound to uid: a
+// resume passes through the same vetoes as a bind. An unbound session
+// passes.
+func (p *Pool) CheckResume(ctx context.Context, s *Session, uid string) error {
+	if uid == "" {
+		return nil
+	}
+	for _, h := range p.onBind {
+		if err := h(ctx, s, uid); err != nil {
+			return fmt.Errorf("session: resume of %q vetoed: %w", uid, err)
+		}
+	}
+	return nil
+}
+
+// Adopt creates the session of a client that resumed here a session begun
+// on another frontend: it holds uid and data, and is registered under uid
+// (kicking an older session of uid on this frontend) without running the
+// after-bind hooks. When check is set, the OnSessionBind hooks run first
+// and may veto the resume; the session is then not registered.
+func (p *Pool) Adopt(ctx context.Context, conn Conn, uid string, data map[string]any, check bool) (*Session, error) {
+	s := &Session{id: p.nextID.Add(1), conn: conn, pool: p, data: data}
+	if check {
+		if err := p.CheckResume(ctx, s, uid); err != nil {
+			return nil, err
+		}
+	}
+	s.uid = uid
+	p.mu.Lock()
+	p.byID[s.id] = s
+	var old *Session
+	if uid != "" {
+		old = p.byUID[uid]
+		p.byUID[uid] = s
+	}
+	p.mu.Unlock()
+	p.count.Add(1)
+	if old != nil && old != s {
+		p.log.Info("uid resumed here: kicking the older session", "uid", uid, "old", old.id, "new", s.id)
+		if err := old.Kick(ctx); err != nil {
+			_ = old.Close()
+		}
+	}
+	return s, nil
+}
+
+// Forget removes s from the pool without running any callback: for a
+// session that never started (its connection resumed another session), or
+// one that moved to another frontend.
+func (p *Pool) Forget(s *Session) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.onClose = nil
+	uid := s.uid
+	s.mu.Unlock()
+	p.mu.Lock()
+	delete(p.byID, s.id)
+	if uid != "" && p.byUID[uid] == s {
+		delete(p.byUID, uid)
+	}
+	p.mu.Unlock()
+	p.count.Add(-1)
+}
 
 // New creates a session for conn and adds it to the pool.
 func (p *Pool) New(conn Conn) *Session {

@@ -125,7 +125,9 @@ func (r *raw) expect(what, h string) {
 }
 
 func TestPitayaCapturedExchange(t *testing.T) {
-	app, addr, _ := startChat(t, nopal.Config{Heartbeat: 15 * time.Second, Compress: true})
+	// Resume off: the exchange is Pitaya's, byte for byte (with resume on,
+	// the handshake response has one more key, "resume").
+	app, addr, _ := startChat(t, nopal.Config{Heartbeat: 15 * time.Second, Compress: true, Resume: frontend.ResumeConfig{Off: true}})
 
 	a := dialRaw(t, addr)
 	a.send(vHandshake)

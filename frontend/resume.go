@@ -1,0 +1,666 @@
+package frontend
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/session"
+)
+
+// Resume defaults.
+const (
+	DefaultResumeGrace  = 30 * time.Second
+	DefaultResumeBuffer = 256
+)
+
+// Errors of a resume; the client gets a fresh session whatever the cause.
+var (
+	ErrBadToken      = errors.New("frontend: malformed resume token")
+	ErrNoSuchSession = errors.New("frontend: no session to resume (wrong, expired or used token)")
+	ErrResumeGap     = errors.New("frontend: pushes the client missed are no longer kept")
+)
+
+// ResumeConfig configures session resume. At handshake a client gets a
+// token; when its connection drops, the session is suspended for Grace
+// (uid binding, data and groups stay) and a client that comes back with the
+// token and the count of pushes it received takes the session over and gets
+// the pushes it missed, in order, once.
+type ResumeConfig struct {
+	// Off turns resume off: no token, and a session ends with its
+	// connection, as in Pitaya.
+	Off bool
+	// Grace is how long a session waits for its client (default 30 s).
+	Grace time.Duration
+	// Buffer is how many of its latest pushes a session keeps to replay
+	// (default 256). A client that missed more, because its link was dead
+	// long before the server noticed, gets a fresh session.
+	Buffer int
+	// Cluster reaches sessions suspended on other frontends and keeps
+	// missed pushes in the bus. nil: resume on this frontend only.
+	Cluster ResumeCluster
+}
+
+func (c *ResumeConfig) defaults() error {
+	if c.Grace == 0 {
+		c.Grace = DefaultResumeGrace
+	}
+	if c.Buffer == 0 {
+		c.Buffer = DefaultResumeBuffer
+	}
+	if c.Grace < 0 || c.Buffer < 0 {
+		return errors.New("frontend: negative ResumeConfig.Grace or Buffer")
+	}
+	return nil
+}
+
+// ResumeCluster is what the frontend needs of a cluster to resume sessions
+// begun on other frontends. The App implements it in cluster mode.
+type ResumeCluster interface {
+	// Take gets the session of token t from the frontend that holds it,
+	// which lets go of it, or from the bus when that frontend is gone.
+	// pushes is the count of pushes the client received. An error means
+	// there is no session to resume (the client gets a fresh one).
+	Take(ctx context.Context, t Token, pushes uint64) (*Handover, error)
+	// Moved tells the cluster that the session moved to this frontend as
+	// s (the binding of its uid must follow), before the client is told.
+	// An error fails the resume: s is then closed.
+	Moved(ctx context.Context, from Token, s *session.Session) error
+	// Suspended is called when a session is suspended on this frontend,
+	// with the pushes it keeps, so they can outlive this process; Ended
+	// when it ends for good (its missed pushes can be dropped). Both must
+	// not block.
+	Suspended(s *session.Session, kept []MissedPush)
+	Ended(s *session.Session)
+}
+
+// Token identifies a session to resume: the frontend that issued it, the
+// session's id there and a secret. Its text form is
+// "<frontend>.<session>.<secret>".
+type Token struct {
+	Frontend string
+	Session  int64
+	Secret   string
+}
+
+func (t Token) String() string {
+	return t.Frontend + "." + strconv.FormatInt(t.Session, 10) + "." + t.Secret
+}
+
+// ParseToken parses a token's text form.
+func ParseToken(s string) (Token, error) {
+	i := strings.LastIndexByte(s, '.')
+	if i < 0 {
+		return Token{}, ErrBadToken
+	}
+	j := strings.LastIndexByte(s[:i], '.')
+	if j < 0 {
+		return Token{}, ErrBadToken
+	}
+	id, err := strconv.ParseInt(s[j+1:i], 10, 64)
+	if err != nil || id <= 0 || len(s)-i-1 != secretLen {
+		return Token{}, ErrBadToken
+	}
+	return Token{Frontend: s[:j], Session: id, Secret: s[i+1:]}, nil
+}
+
+const secretLen = 22 // 16 random bytes in unpadded base64url
+
+func newSecret() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// SameSecret compares secrets in constant time.
+func SameSecret(a, b string) bool {
+	return len(a) == len(b) && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// MissedPush is a push kept for a client that may resume: its number in
+// the session (1 for the first push), the id of the cluster push it came
+// from (0 for a push made on this frontend), and its packet.
+type MissedPush struct {
+	Seq uint64 `json:"seq"`
+	ID  uint64 `json:"id,omitempty"`
+	Pkt []byte `json:"pkt"`
+}
+
+// Handover is a session leaving a frontend for another.
+type Handover struct {
+	UID  string         `json:"uid,omitempty"`
+	Data map[string]any `json:"data,omitempty"`
+	// Sent counts the pushes of the session so far.
+	Sent uint64 `json:"sent"`
+	// Missed are the pushes after the client's count, in order.
+	Missed []MissedPush `json:"missed,omitempty"`
+	// Responses are response packets the client has not received.
+	Responses [][]byte `json:"responses,omitempty"`
+	// Extra are pushes the client missed that have no number (sent to its
+	// uid while no frontend held the session), in order, after Missed.
+	Extra []MissedPush `json:"extra,omitempty"`
+	// Vetted is set when the frontend that held the session ran the bind
+	// vetoes for the resume; otherwise the new frontend runs them.
+	Vetted bool `json:"-"`
+}
+
+// link states.
+const (
+	linkLive      = iota // a connection is attached
+	linkResuming         // moving here from another frontend: pushes are held
+	linkSuspended        // waiting for the client to resume
+	linkEnded            // closed or moved away
+)
+
+// dedupeWindow is how long a session moved here from another frontend
+// drops cluster pushes it has already had: a push to a uid goes to every
+// frontend, so during a move the old and the new frontend may both get it.
+const dedupeWindow = 10 * time.Second
+
+// link is a frontend session's side of the connection: it outlives the
+// connections of a session that resumes. It is the session's session.Conn,
+// numbers the session's pushes and keeps the latest for replay.
+type link struct {
+	f    *Frontend
+	sess *session.Session
+
+	mu       sync.Mutex
+	ag       *agent   // the connection, nil while suspended
+	addr     net.Addr // the client's latest address
+	state    int
+	noResume bool // the current connection ends the session (kick, close)
+	secret   string
+	sent     uint64       // pushes made in the session
+	ring     []MissedPush // the latest pushes, circular, oldest at start
+	start    int
+	pending  [][]byte // responses that could not be written
+	timer    *time.Timer
+	// seen holds the ids of the cluster pushes a session moved here has
+	// had, for dedupeWindow (nil otherwise); held, the pushes made while
+	// it was resuming, sent once it goes live.
+	seen map[uint64]struct{}
+	held [][]byte
+}
+
+func (f *Frontend) newLink(a *agent) *link {
+	l := &link{f: f, ag: a, addr: a.conn.RemoteAddr()}
+	if !f.cfg.Resume.Off {
+		l.secret = newSecret()
+	}
+	return l
+}
+
+func (l *link) token() Token {
+	return Token{Frontend: l.f.cfg.ID, Session: l.sess.ID(), Secret: l.secret}
+}
+
+// Push implements session.Conn.
+func (l *link) Push(route string, v any) error {
+	data, err := l.f.ser.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("frontend: push %s: %w", route, err)
+	}
+	pkt, err := l.f.codec.AppendPacket(nil, &codec.Message{Type: codec.Push, Route: route, Data: data})
+	if err != nil {
+		return fmt.Errorf("frontend: push %s: %w", route, err)
+	}
+	return l.push(pkt, 0)
+}
+
+// push numbers pkt and sends it, or keeps it while the session is
+// suspended. Numbering and queueing happen under one lock, so the order on
+// the wire is the order of the numbers.
+func (l *link) push(pkt []byte, id uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state == linkEnded {
+		return ErrConnClosed
+	}
+	if id != 0 && l.seen != nil {
+		if _, dup := l.seen[id]; dup {
+			return nil
+		}
+		l.seen[id] = struct{}{}
+	}
+	resumable := l.secret != ""
+	if resumable {
+		l.sent++
+		l.keep(MissedPush{Seq: l.sent, ID: id, Pkt: pkt})
+	}
+	if l.state == linkResuming {
+		l.held = append(l.held, pkt)
+		return nil
+	}
+	if l.ag == nil {
+		return nil // suspended: kept for the resume
+	}
+	err := l.ag.send(pkt)
+	if resumable && errors.Is(err, ErrConnClosed) && !l.noResume {
+		return nil // the connection is going: kept for the resume
+	}
+	return err
+}
+
+func (l *link) keep(p MissedPush) {
+	n := l.f.cfg.Resume.Buffer
+	if n == 0 {
+		return
+	}
+	if len(l.ring) < n {
+		l.ring = append(l.ring, p)
+		return
+	}
+	l.ring[l.start] = p
+	l.start = (l.start + 1) % n
+}
+
+// missed returns the kept pushes numbered after pushes, in order, or
+// ErrResumeGap when some of those are no longer kept. The caller holds mu.
+func (l *link) missed(pushes uint64) ([]MissedPush, error) {
+	if pushes > l.sent {
+		return nil, fmt.Errorf("frontend: client counts %d pushes, the session made %d", pushes, l.sent)
+	}
+	want := int(l.sent - pushes)
+	if want > len(l.ring) {
+		return nil, ErrResumeGap
+	}
+	out := make([]MissedPush, 0, want)
+	for i := len(l.ring) - want; i < len(l.ring); i++ {
+		out = append(out, l.ring[(l.start+i)%len(l.ring)])
+	}
+	return out, nil
+}
+
+// keptLocked returns every kept push in order. The caller holds mu.
+func (l *link) keptLocked() []MissedPush {
+	out := make([]MissedPush, 0, len(l.ring))
+	for i := range l.ring {
+		out = append(out, l.ring[(l.start+i)%len(l.ring)])
+	}
+	return out
+}
+
+// respond writes a response packet, or keeps it for the resume when the
+// connection is gone.
+func (l *link) respond(a *agent, pkt []byte) {
+	if a.reply(pkt) == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state == linkEnded || l.secret == "" || l.noResume {
+		return
+	}
+	if l.ag != nil && l.ag != a {
+		_ = l.ag.send(pkt) // resumed meanwhile on a new connection
+		return
+	}
+	l.pending = append(l.pending, pkt)
+}
+
+// Kick implements session.Conn: the session ends (no resume), with a Kick
+// packet if a client is connected.
+func (l *link) Kick(ctx context.Context) error {
+	l.mu.Lock()
+	ag := l.ag
+	if ag != nil {
+		l.noResume = true
+		l.mu.Unlock()
+		return ag.Kick(ctx)
+	}
+	l.mu.Unlock()
+	l.end()
+	return nil
+}
+
+// Close implements session.Conn: the session ends at once.
+func (l *link) Close() error {
+	l.mu.Lock()
+	ag := l.ag
+	if ag != nil {
+		l.noResume = true
+		l.mu.Unlock()
+		return ag.Close()
+	}
+	l.mu.Unlock()
+	l.end()
+	return nil
+}
+
+// RemoteAddr implements session.Conn: the address of the client's latest
+// connection.
+func (l *link) RemoteAddr() net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.addr
+}
+
+// detach is called when connection a ends. It reports whether the session
+// lives on (suspended, or already on a newer connection); false means the
+// caller ends it.
+func (l *link) detach(a *agent, resumable bool) bool {
+	l.mu.Lock()
+	if l.ag != a {
+		l.mu.Unlock()
+		return true // taken over by a newer connection, or moved away
+	}
+	l.ag = nil
+	if !resumable || l.noResume || l.secret == "" || l.state != linkLive || l.f.isDraining() {
+		l.state = linkEnded
+		l.mu.Unlock()
+		return false
+	}
+	l.state = linkSuspended
+	l.timer = time.AfterFunc(l.f.cfg.Resume.Grace, l.expire)
+	var kept []MissedPush
+	rc := l.f.cfg.Resume.Cluster
+	if rc != nil {
+		kept = l.keptLocked()
+	}
+	l.mu.Unlock()
+	l.f.track(l, true)
+	l.f.stats.Suspended.Add(1)
+	l.f.log.Debug("session suspended", "session", l.sess.ID(), "uid", l.sess.UID())
+	l.f.pool.Suspended(l.sess)
+	if rc != nil {
+		rc.Suspended(l.sess, kept)
+	}
+	return true
+}
+
+// expire ends a session whose client did not come back in time.
+func (l *link) expire() {
+	l.mu.Lock()
+	if l.state != linkSuspended {
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	l.f.stats.Expired.Add(1)
+	l.end()
+}
+
+// end ends the session for good: its callbacks run. It is idempotent.
+func (l *link) end() {
+	l.mu.Lock()
+	was := l.state
+	l.state = linkEnded
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	l.ring, l.pending, l.held = nil, nil, nil
+	l.mu.Unlock()
+	if was == linkSuspended {
+		l.f.track(l, false)
+	}
+	if was == linkEnded && l.sess.Closed() {
+		return
+	}
+	l.f.pool.Closed(l.sess)
+	if rc := l.f.cfg.Resume.Cluster; rc != nil {
+		rc.Ended(l.sess)
+	}
+}
+
+// HandOver serves another frontend's Take: it checks the token and the
+// client's count, runs the bind vetoes, and returns what the client missed.
+// The session then lives on the other frontend: here it ends without
+// callbacks, and its binding stays until the new frontend moves it.
+func (f *Frontend) HandOver(ctx context.Context, t Token, pushes uint64) (*Handover, error) {
+	if f.cfg.Resume.Off || t.Frontend != f.cfg.ID {
+		return nil, ErrNoSuchSession
+	}
+	l, err := f.lookup(t)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.pool.CheckResume(ctx, l.sess, l.sess.UID()); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if l.state == linkEnded || l.state == linkResuming || !SameSecret(l.secret, t.Secret) {
+		l.mu.Unlock()
+		return nil, ErrNoSuchSession
+	}
+	missed, err := l.missed(pushes)
+	if err != nil {
+		l.mu.Unlock()
+		_ = l.Close()
+		return nil, err
+	}
+	h := &Handover{UID: l.sess.UID(), Data: l.sess.Data(), Sent: l.sent, Missed: missed, Responses: l.pending, Vetted: true}
+	old, wasSuspended := l.ag, l.state == linkSuspended
+	l.state, l.ag, l.secret = linkEnded, nil, ""
+	l.ring, l.pending = nil, nil
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	l.mu.Unlock()
+	if old != nil {
+		_ = old.Close() // a half-open connection the client gave up on
+	}
+	if wasSuspended {
+		f.track(l, false)
+	}
+	f.pool.Forget(l.sess)
+	f.stats.Moved.Add(1)
+	return h, nil
+}
+
+func (f *Frontend) lookup(t Token) (*link, error) {
+	s := f.pool.ByID(t.Session)
+	if s == nil {
+		return nil, ErrNoSuchSession
+	}
+	l, ok := s.Conn().(*link)
+	if !ok {
+		return nil, ErrNoSuchSession
+	}
+	return l, nil
+}
+
+// resume makes a's connection take over the session of the client's
+// token, on this frontend or from another. It reports whether it did (and
+// sent the handshake response); on false the connection keeps its fresh
+// session. It runs on a's reader, after the handshake validators.
+func (a *agent) resume(ctx context.Context, req *codec.ResumeRequest) bool {
+	f := a.f
+	t, err := ParseToken(req.Token)
+	if err == nil {
+		switch {
+		case t.Frontend == f.cfg.ID:
+			err = a.resumeHere(ctx, t, req.Pushes)
+		case f.cfg.Resume.Cluster != nil:
+			err = a.resumeMoved(ctx, t, req.Pushes)
+		default:
+			err = ErrNoSuchSession
+		}
+	}
+	if err != nil {
+		f.log.Info("resume refused: fresh session", "remote", a.conn.RemoteAddr(), "token_frontend", t.Frontend, "session", t.Session, "err", err)
+		f.stats.ResumeFailed.Add(1)
+		return false
+	}
+	f.stats.Resumed.Add(1)
+	return true
+}
+
+// resumeHere resumes a session of this frontend: the same session object
+// goes on with a's connection.
+func (a *agent) resumeHere(ctx context.Context, t Token, pushes uint64) error {
+	f := a.f
+	l, err := f.lookup(t)
+	if err != nil {
+		return err
+	}
+	if err := f.pool.CheckResume(ctx, l.sess, l.sess.UID()); err != nil {
+		return err
+	}
+	fresh := a.link()
+	l.mu.Lock()
+	if l.state == linkEnded || !SameSecret(l.secret, t.Secret) {
+		l.mu.Unlock()
+		return ErrNoSuchSession
+	}
+	missed, err := l.missed(pushes)
+	if err != nil {
+		// The client cannot get its session back whole: end it now
+		// rather than at the end of the grace.
+		l.mu.Unlock()
+		_ = l.Close()
+		return err
+	}
+	old, wasSuspended := l.ag, l.state == linkSuspended
+	l.ag, l.addr, l.state, l.noResume = a, a.conn.RemoteAddr(), linkLive, false
+	l.secret = newSecret() // a token works once
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	pending := l.pending
+	l.pending = nil
+	resp, err := f.handshakeResponse(l, true)
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	pkts := make([][]byte, 0, 1+len(missed)+len(pending))
+	pkts = append(pkts, resp)
+	for _, p := range missed {
+		pkts = append(pkts, p.Pkt)
+	}
+	pkts = append(pkts, pending...)
+	// Queued under the link's lock, which live pushes take too: the
+	// handshake response, what the client missed, then live pushes.
+	a.sendAll(pkts)
+	a.lk.Store(l)
+	l.mu.Unlock()
+
+	if old != nil {
+		_ = old.Close() // a half-open connection the client gave up on
+	}
+	if wasSuspended {
+		f.track(l, false)
+	}
+	f.pool.Forget(fresh.sess)
+	f.log.Debug("session resumed", "session", l.sess.ID(), "uid", l.sess.UID(), "missed", len(missed))
+	f.pool.Resumed(ctx, l.sess)
+	return nil
+}
+
+// resumeMoved resumes a session begun on another frontend: it takes it
+// over through the cluster and adopts it as a new session of this pool.
+func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
+	f := a.f
+	rc := f.cfg.Resume.Cluster
+	h, err := rc.Take(ctx, t, pushes)
+	if err != nil {
+		return err
+	}
+	l := &link{f: f, addr: a.conn.RemoteAddr(), secret: newSecret(), state: linkResuming,
+		seen: make(map[uint64]struct{}, len(h.Missed)+len(h.Extra))}
+	pkts := make([][]byte, 0, 1+len(h.Missed)+len(h.Extra)+len(h.Responses))
+	pkts = append(pkts, nil) // the handshake response, once the token is known
+	for _, p := range h.Missed {
+		l.sent = p.Seq
+		l.keep(p)
+		l.seenID(p.ID)
+		pkts = append(pkts, p.Pkt)
+	}
+	l.sent = max(l.sent, h.Sent)
+	for _, p := range h.Extra {
+		l.sent++
+		p.Seq = l.sent
+		l.keep(p)
+		l.seenID(p.ID)
+		pkts = append(pkts, p.Pkt)
+	}
+	l.sess, err = f.pool.Adopt(ctx, l, h.UID, h.Data, !h.Vetted)
+	if err != nil {
+		return err
+	}
+	if err := rc.Moved(ctx, t, l.sess); err != nil {
+		l.end()
+		return fmt.Errorf("frontend: moving the session here: %w", err)
+	}
+	fresh := a.link()
+	l.mu.Lock()
+	resp, err := f.handshakeResponse(l, true)
+	if err != nil {
+		l.mu.Unlock()
+		l.end()
+		return err
+	}
+	pkts[0] = resp
+	pkts = append(pkts, h.Responses...)
+	pkts = append(pkts, l.held...)
+	l.held = nil
+	l.ag, l.state = a, linkLive
+	a.sendAll(pkts)
+	a.lk.Store(l)
+	l.mu.Unlock()
+	time.AfterFunc(dedupeWindow, func() {
+		l.mu.Lock()
+		l.seen = nil
+		l.mu.Unlock()
+	})
+
+	f.pool.Forget(fresh.sess)
+	f.log.Debug("session resumed from another frontend", "session", l.sess.ID(), "uid", h.UID,
+		"from", t.Frontend, "missed", len(h.Missed)+len(h.Extra))
+	f.pool.Resumed(ctx, l.sess)
+	return nil
+}
+
+func (l *link) seenID(id uint64) {
+	if id != 0 {
+		l.seen[id] = struct{}{}
+	}
+}
+
+// handshakeResponse encodes the handshake response packet for l's client.
+func (f *Frontend) handshakeResponse(l *link, resumed bool) ([]byte, error) {
+	if l.secret == "" {
+		return f.handshakeOK, nil
+	}
+	sys := f.hsSys
+	sys.Resume = l.token().String()
+	sys.Resumed = resumed
+	body, err := json.Marshal(codec.HandshakeResponse{Code: codec.HandshakeOK, Sys: &sys})
+	if err != nil {
+		return nil, err
+	}
+	if f.cfg.Compress && len(body) >= f.codec.Threshold() {
+		body, _ = f.codec.Deflate(body)
+	}
+	return codec.AppendPacket(nil, codec.Handshake, body)
+}
+
+// track adds or removes a suspended link.
+func (f *Frontend) track(l *link, add bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if add {
+		f.suspended[l] = struct{}{}
+	} else {
+		delete(f.suspended, l)
+	}
+}
+
+func (f *Frontend) isDraining() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.draining
+}
