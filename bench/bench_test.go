@@ -345,6 +345,9 @@ func TestProcFS(t *testing.T) {
 	if _, _, err := cpuTimes(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := machineBusy(); err != nil || n <= 0 {
+		t.Fatalf("machine busy %d, %v", n, err)
+	}
 	if kb, err := rssKB(os.Getpid()); err != nil || kb <= 0 {
 		t.Fatalf("rss %d, %v", kb, err)
 	}

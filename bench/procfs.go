@@ -91,6 +91,33 @@ func ctxSwitches(pid int) (int64, error) {
 	return total, nil
 }
 
+// machineBusy returns the CPU time the machine has spent so far, all CPUs
+// together (user, nice, system, irq and softirq: not idle, I/O wait or
+// steal), in clock ticks, from the first line of /proc/stat.
+func machineBusy() (int64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: first line %q", line)
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", v, err)
+		}
+		switch i {
+		case 0, 1, 2, 5, 6: // user, nice, system, irq, softirq
+			busy += n
+		}
+	}
+	return busy, nil
+}
+
 // rssKB returns VmRSS of process pid in KiB.
 func rssKB(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
