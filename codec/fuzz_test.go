@@ -3,12 +3,14 @@ package codec_test
 import (
 	"bytes"
 	"compress/zlib"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -158,11 +160,32 @@ func decodeErrorSeeds(tb testing.TB) []seed {
 	}
 }
 
+func handshakeSeeds(tb testing.TB) []seed {
+	tb.Helper()
+	// Row 2 of the capture: the libpitaya-style handshake.
+	hello := `{"sys":{"platform":"capture","libVersion":"0.1","clientBuildNumber":"1","clientVersion":"1"},"user":{}}`
+	return []seed{
+		{"vector-row02", []any{[]byte(hello), false}},
+		{"user-data", []any{[]byte(`{"sys":{"platform":"unity"},"user":{"token":"abc","n":1.5,"list":[1,"x",null,{"a":true}]}}`), false}},
+		{"not-json", []any{[]byte(`{not json`), false}},
+		{"null", []any{[]byte(`null`), false}},
+		{"sys-wrong-type", []any{[]byte(`{"sys":"web","user":[]}`), false}},
+		{"number-too-large", []any{[]byte(`{"user":{"n":1e400}}`), false}},
+		{"bad-utf8", []any{[]byte("{\"sys\":{\"platform\":\"\xff\"},\"user\":{\"\xfe\":1}}"), false}},
+		{"duplicate-keys", []any{[]byte(`{"sys":{"platform":"a"},"sys":{"platform":"b"},"SYS":{}}`), false}},
+		{"deep", []any{[]byte(`{"user":{"a":` + strings.Repeat("[", 64) + strings.Repeat("]", 64) + `}}`), false}},
+		{"response-ok", []any{[]byte(`{"code":200,"sys":{"dict":{"room.join":1},"heartbeat":30,"serializer":"json"}}`), true}},
+		{"response-refused", []any{[]byte(`{"code":400}`), true}},
+		{"response-heartbeat-negative", []any{[]byte(`{"code":200,"sys":{"heartbeat":-1,"dict":{"r":70000}}}`), true}},
+	}
+}
+
 var fuzzSeeds = map[string]func(testing.TB) []seed{
 	"FuzzParsePacket":   parsePacketSeeds,
 	"FuzzPacketReader":  packetReaderSeeds,
 	"FuzzMessageDecode": messageDecodeSeeds,
 	"FuzzDecodeError":   decodeErrorSeeds,
+	"FuzzHandshake":     handshakeSeeds,
 }
 
 // corpusFile is a seed in the format of testdata/fuzz files.
@@ -389,6 +412,42 @@ func FuzzDecodeError(f *testing.F) {
 		checkError(t, e2, e)
 		if b2, err := codec.EncodeError(s, e2); err != nil || !bytes.Equal(b2, b) {
 			t.Fatalf("encodings differ: %q then %q (%v)", b, b2, err)
+		}
+	})
+}
+
+// FuzzHandshake decodes a handshake body as the frontend does (a
+// HandshakeRequest) or as a client does (a HandshakeResponse, response
+// true): decoding never panics, what decodes encodes to JSON, and that
+// JSON is a fixed point (it decodes to a value that encodes to the same
+// bytes; an empty user object may become an absent one on the way, as
+// omitempty says).
+func FuzzHandshake(f *testing.F) {
+	addSeeds(f, "FuzzHandshake")
+	f.Fuzz(func(t *testing.T, body []byte, response bool) {
+		fresh := func() any { return &codec.HandshakeRequest{} }
+		if response {
+			fresh = func() any { return &codec.HandshakeResponse{} }
+		}
+		v := fresh()
+		if err := json.Unmarshal(body, v); err != nil {
+			return
+		}
+		enc, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("encode %#v: %v", v, err)
+		}
+		back := fresh()
+		if err := json.Unmarshal(enc, back); err != nil {
+			t.Fatalf("decode re-encoded %q: %v", enc, err)
+		}
+		enc2, err := json.Marshal(back)
+		if err != nil || !bytes.Equal(enc, enc2) {
+			t.Fatalf("not a fixed point: %q then %q (%v)", enc, enc2, err)
+		}
+		again := fresh()
+		if err := json.Unmarshal(enc2, again); err != nil || !reflect.DeepEqual(back, again) {
+			t.Fatalf("changed: %#v then %#v (%v)", back, again, err)
 		}
 	})
 }
