@@ -345,8 +345,8 @@ func TestProcFS(t *testing.T) {
 	if _, _, err := cpuTimes(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := machineBusy(); err != nil || n <= 0 {
-		t.Fatalf("machine busy %d, %v", n, err)
+	if n, si, err := machineBusy(); err != nil || n <= 0 || si < 0 || si > n {
+		t.Fatalf("machine busy %d, softirq %d, %v", n, si, err)
 	}
 	if kb, err := rssKB(os.Getpid()); err != nil || kb <= 0 {
 		t.Fatalf("rss %d, %v", kb, err)

@@ -92,30 +92,34 @@ func ctxSwitches(pid int) (int64, error) {
 }
 
 // machineBusy returns the CPU time the machine has spent so far, all CPUs
-// together (user, nice, system, irq and softirq: not idle, I/O wait or
-// steal), in clock ticks, from the first line of /proc/stat.
-func machineBusy() (int64, error) {
+// together, in clock ticks, from the first line of /proc/stat: busy is
+// user, nice, system, irq and softirq (not idle, I/O wait or steal);
+// softirq, part of it, is mostly the network stack, which the kernel
+// charges to no process (loopback packets are delivered in softirq).
+func machineBusy() (busy, softirq int64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0, fmt.Errorf("/proc/stat: first line %q", line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: first line %q", line)
 	}
-	var busy int64
-	for i, v := range f[1:] {
+	for i, v := range f[1:8] {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/stat: %q: %w", v, err)
+			return 0, 0, fmt.Errorf("/proc/stat: %q: %w", v, err)
 		}
 		switch i {
-		case 0, 1, 2, 5, 6: // user, nice, system, irq, softirq
+		case 0, 1, 2, 5: // user, nice, system, irq
 			busy += n
+		case 6:
+			busy += n
+			softirq = n
 		}
 	}
-	return busy, nil
+	return busy, softirq, nil
 }
 
 // rssKB returns VmRSS of process pid in KiB.
