@@ -261,6 +261,9 @@ func (a *App) OnSessionResume(f func(ctx context.Context, s *session.Session)) {
 func (a *App) resumeConfig() frontend.ResumeConfig {
 	rc := a.cfg.Resume
 	rc.Cluster = nil
+	if c := a.cluster(); c != nil && c.resume != nil {
+		rc.Cluster = c.resume
+	}
 	return rc
 }
 

@@ -72,6 +72,7 @@ type cluster struct {
 	timeout time.Duration
 	subs    []*nats.Subscription
 	calls   *callPool
+	resume  *resumer // frontends with resume on
 }
 
 func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
@@ -109,9 +110,16 @@ func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
 			return nil, err
 		}
 	}
+	// Every node reads bindings: a push no frontend takes is kept for a
+	// bound user's resume.
+	if c.store, err = bindings.NewStore(ctx, bus); err != nil {
+		return nil, err
+	}
 	if a.IsFrontend() {
-		if c.store, err = bindings.NewStore(ctx, bus); err != nil {
-			return nil, err
+		if !a.cfg.Resume.Off {
+			if err := c.startResume(ctx); err != nil {
+				return nil, err
+			}
 		}
 		bindings.NewUniqueSession(c.store, a.cfg.ServerID, c, a.log).Attach(a.pool)
 		for kind, h := range map[string]nats.MsgHandler{"push": c.onPush, "kick": c.onKick, "sess": c.onSessionOp} {
@@ -200,6 +208,9 @@ func (c *cluster) stop(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	c.calls.close()
+	if c.resume != nil {
+		c.resume.stop()
+	}
 	if c.rec != nil {
 		_ = c.rec.Close(ctx)
 	}
@@ -462,13 +473,17 @@ func (a *App) rpc(ctx context.Context, serverID, route string, in, out any) erro
 
 // SendPushToUsers pushes v to users wherever they are connected: one bus
 // message per frontend (of frontendType, or every frontend when it is "")
-// carrying the uid list. It returns the uids no frontend held.
+// carrying the uid list. It returns the uids no frontend held. A session
+// suspended while its client reconnects counts as held. When a user's
+// frontend died, the push is kept in the bus for the user's resume on
+// another frontend (within the resume grace), and the uid is still
+// returned.
 func (a *App) SendPushToUsers(ctx context.Context, route string, v any, uids []string, frontendType string) ([]string, error) {
 	payload, err := a.cfg.Serializer.Marshal(v)
 	if err != nil {
 		return uids, fmt.Errorf("nopal: push %s: %w", route, err)
 	}
-	return a.fanOut(ctx, "push", frontendType, uids, &stream.Push{Uids: uids, Route: route, Payload: payload})
+	return a.fanOut(ctx, "push", frontendType, uids, &stream.Push{Uids: uids, Route: route, Payload: payload, Id: pushID()})
 }
 
 // SendKickToUsers kicks users wherever they are connected and returns the
@@ -505,6 +520,7 @@ func (a *App) fanOut(ctx context.Context, kind, frontendType string, uids []stri
 		defer cancel()
 	}
 	delivered := make(map[string]bool, len(uids))
+	gone := map[string]bool{} // frontends that did not answer: dead
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr error
@@ -514,6 +530,7 @@ func (a *App) fanOut(ctx context.Context, kind, frontendType string, uids []stri
 			mu.Lock()
 			defer mu.Unlock()
 			if errors.Is(err, nats.ErrNoResponders) {
+				gone[t.ID] = true
 				return // a frontend gone (dead, not yet expired): it holds nobody
 			}
 			if err != nil {
@@ -539,6 +556,12 @@ func (a *App) fanOut(ctx context.Context, kind, frontendType string, uids []stri
 		if !delivered[u] {
 			failed = append(failed, u)
 		}
+	}
+	if p, ok := m.(*stream.Push); ok && len(failed) > 0 && !a.cfg.Resume.Off && firstErr == nil && c.bus.Connected() {
+		// Bound users whose frontend is gone may resume elsewhere: keep
+		// the push for them. They are still reported: it may never be
+		// delivered.
+		c.fallback(ctx, failed, p.Route, p.Payload, p.Id, gone)
 	}
 	if len(failed) > 0 && firstErr != nil {
 		return failed, fmt.Errorf("nopal: %s: %w", kind, firstErr)
@@ -578,7 +601,7 @@ func (c *cluster) pushLocal(ctx context.Context, p *stream.Push) ([]string, erro
 	if fe == nil {
 		return p.Uids, nil
 	}
-	return fe.PushToUsers(ctx, p.Route, p.Payload, p.Uids)
+	return fe.PushToUsersID(ctx, p.Route, p.Payload, p.Uids, p.Id)
 }
 
 // kickLocal kicks users of this frontend (only session sid when sid != 0)

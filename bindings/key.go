@@ -22,6 +22,10 @@ func key(uid string) string {
 	return encodedPrefix + base64.RawURLEncoding.EncodeToString([]byte(uid))
 }
 
+// Key is the KV key of uid, also valid as subject tokens: other buckets and
+// streams keyed by uid use it.
+func Key(uid string) string { return key(uid) }
+
 // uidOf is key's inverse (for tests and tools reading the bucket).
 func uidOf(k string) (string, bool) {
 	rest, ok := strings.CutPrefix(k, encodedPrefix)

@@ -142,6 +142,46 @@ func (s *Store) Unbind(ctx context.Context, uid string, b Binding) error {
 	return nil
 }
 
+// ErrMovedAway is returned by Move when uid is bound to a session other
+// than the one it was to move from.
+var ErrMovedAway = errors.New("bindings: uid is bound to another session")
+
+// Move moves uid's binding from one session to another (a resumed session
+// changing frontends) with a compare-and-set: only if uid is still bound to
+// from, or not bound at all. Otherwise it returns ErrMovedAway.
+func (s *Store) Move(ctx context.Context, uid string, from, to Binding) error {
+	if err := checkUID(uid); err != nil {
+		return err
+	}
+	k := key(uid)
+	val, err := json.Marshal(to)
+	if err != nil {
+		return fmt.Errorf("bindings: move %q: %w", uid, err)
+	}
+	for {
+		e, err := s.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			if _, err = s.kv.Create(ctx, k, val); err == nil {
+				return nil
+			}
+		} else if err == nil {
+			var cur Binding
+			if json.Unmarshal(e.Value(), &cur) != nil || (cur != from && cur != to) {
+				return fmt.Errorf("%w: %q is %v, not %v", ErrMovedAway, uid, cur, from)
+			}
+			if _, err = s.kv.Update(ctx, k, val, e.Revision()); err == nil {
+				return nil
+			}
+		}
+		if !conflict(err) {
+			return fmt.Errorf("bindings: move %q: %w", uid, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("bindings: move %q: %w", uid, err)
+		}
+	}
+}
+
 // Get returns uid's binding, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, uid string) (Binding, error) {
 	if err := checkUID(uid); err != nil {

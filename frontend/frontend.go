@@ -145,6 +145,7 @@ type Frontend struct {
 	mu        sync.Mutex
 	agents    map[*agent]struct{}
 	suspended map[*link]struct{}
+	moved     map[string]*tombstone // uid -> where its session went lately
 	acceptors []Acceptor
 	empty     chan struct{} // closed when agents drains to empty during Shutdown
 	draining  bool
@@ -165,6 +166,7 @@ func New(cfg Config) (*Frontend, error) {
 		log:       cfg.Logger,
 		agents:    make(map[*agent]struct{}),
 		suspended: make(map[*link]struct{}),
+		moved:     make(map[string]*tombstone),
 	}
 	hb := int(math.Ceil(cfg.Heartbeat.Seconds()))
 	if hb < 1 {
@@ -380,7 +382,9 @@ func (f *Frontend) PushToUsersID(_ context.Context, route string, v any, uids []
 	for _, uid := range uids {
 		s := f.pool.ByUID(uid)
 		if s == nil {
-			failed = append(failed, uid)
+			if id == 0 || !f.pushMoved(uid, MissedPush{ID: id, Pkt: pkt}) {
+				failed = append(failed, uid)
+			}
 			continue
 		}
 		l, ok := s.Conn().(*link)
@@ -389,4 +393,10 @@ func (f *Frontend) PushToUsersID(_ context.Context, route string, v any, uids []
 		}
 	}
 	return failed, nil
+}
+
+// EncodePush encodes a push packet of route with an already serialized
+// payload, as this frontend sends it.
+func (f *Frontend) EncodePush(route string, data []byte) ([]byte, error) {
+	return f.codec.AppendPacket(nil, &codec.Message{Type: codec.Push, Route: route, Data: data})
 }

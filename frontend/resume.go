@@ -46,6 +46,11 @@ type ResumeConfig struct {
 	// (default 256). A client that missed more, because its link was dead
 	// long before the server noticed, gets a fresh session.
 	Buffer int
+	// Durable keeps every push of a bound session in the bus, not only
+	// those made while it is suspended, so that a client whose frontend
+	// was killed still gets what that frontend had accepted. It costs a
+	// bus write per push (measured in BENCHMARKS.md). Needs Cluster.
+	Durable bool
 	// Cluster reaches sessions suspended on other frontends and keeps
 	// missed pushes in the bus. nil: resume on this frontend only.
 	Cluster ResumeCluster
@@ -72,16 +77,21 @@ type ResumeCluster interface {
 	// pushes is the count of pushes the client received. An error means
 	// there is no session to resume (the client gets a fresh one).
 	Take(ctx context.Context, t Token, pushes uint64) (*Handover, error)
-	// Moved tells the cluster that the session moved to this frontend as
-	// s (the binding of its uid must follow), before the client is told.
-	// An error fails the resume: s is then closed.
-	Moved(ctx context.Context, from Token, s *session.Session) error
+	// Moved tells the cluster that the session of from now lives here as
+	// s: the binding of its uid must follow, and the old frontend hand
+	// over the pushes it got for the uid since Take. An error fails the
+	// resume: s is then closed.
+	Moved(ctx context.Context, from Token, s *session.Session) ([]MissedPush, error)
+	// Forward sends a push that reached this frontend after its session
+	// moved to frontend to.
+	Forward(to, uid string, p MissedPush)
 	// Suspended is called when a session is suspended on this frontend,
-	// with the pushes it keeps, so they can outlive this process; Ended
-	// when it ends for good (its missed pushes can be dropped). Both must
-	// not block.
-	Suspended(s *session.Session, kept []MissedPush)
-	Ended(s *session.Session)
+	// with the pushes it keeps, so they can outlive this process; Keep,
+	// with Durable pushes, for every push of a bound session; Ended when
+	// a session ends for good. They must not block.
+	Suspended(s *session.Session, t Token, kept []MissedPush)
+	Keep(s *session.Session, t Token, p MissedPush)
+	Ended(s *session.Session, t Token)
 }
 
 // Token identifies a session to resume: the frontend that issued it, the
@@ -187,9 +197,9 @@ type link struct {
 	timer    *time.Timer
 	// seen holds the ids of the cluster pushes a session moved here has
 	// had, for dedupeWindow (nil otherwise); held, the pushes made while
-	// it was resuming, sent once it goes live.
+	// it was resuming, numbered and sent once it goes live.
 	seen map[uint64]struct{}
-	held [][]byte
+	held []MissedPush
 }
 
 func (f *Frontend) newLink(a *agent) *link {
@@ -232,14 +242,18 @@ func (l *link) push(pkt []byte, id uint64) error {
 		}
 		l.seen[id] = struct{}{}
 	}
+	if l.state == linkResuming {
+		l.held = append(l.held, MissedPush{ID: id, Pkt: pkt})
+		return nil
+	}
 	resumable := l.secret != ""
 	if resumable {
 		l.sent++
-		l.keep(MissedPush{Seq: l.sent, ID: id, Pkt: pkt})
-	}
-	if l.state == linkResuming {
-		l.held = append(l.held, pkt)
-		return nil
+		p := MissedPush{Seq: l.sent, ID: id, Pkt: pkt}
+		l.keep(p)
+		if l.f.cfg.Resume.Durable && l.f.cfg.Resume.Cluster != nil && l.sess.UID() != "" {
+			l.f.cfg.Resume.Cluster.Keep(l.sess, l.token(), p)
+		}
 	}
 	if l.ag == nil {
 		return nil // suspended: kept for the resume
@@ -367,13 +381,14 @@ func (l *link) detach(a *agent, resumable bool) bool {
 	if rc != nil {
 		kept = l.keptLocked()
 	}
+	tok := l.token()
 	l.mu.Unlock()
 	l.f.track(l, true)
 	l.f.stats.Suspended.Add(1)
 	l.f.log.Debug("session suspended", "session", l.sess.ID(), "uid", l.sess.UID())
 	l.f.pool.Suspended(l.sess)
-	if rc != nil {
-		rc.Suspended(l.sess, kept)
+	if rc != nil && l.sess.UID() != "" {
+		rc.Suspended(l.sess, tok, kept)
 	}
 	return true
 }
@@ -400,6 +415,7 @@ func (l *link) end() {
 		l.timer = nil
 	}
 	l.ring, l.pending, l.held = nil, nil, nil
+	tok := l.token()
 	l.mu.Unlock()
 	if was == linkSuspended {
 		l.f.track(l, false)
@@ -408,8 +424,8 @@ func (l *link) end() {
 		return
 	}
 	l.f.pool.Closed(l.sess)
-	if rc := l.f.cfg.Resume.Cluster; rc != nil {
-		rc.Ended(l.sess)
+	if rc := l.f.cfg.Resume.Cluster; rc != nil && l.sess.UID() != "" {
+		rc.Ended(l.sess, tok)
 	}
 }
 
@@ -417,7 +433,7 @@ func (l *link) end() {
 // client's count, runs the bind vetoes, and returns what the client missed.
 // The session then lives on the other frontend: here it ends without
 // callbacks, and its binding stays until the new frontend moves it.
-func (f *Frontend) HandOver(ctx context.Context, t Token, pushes uint64) (*Handover, error) {
+func (f *Frontend) HandOver(ctx context.Context, t Token, pushes uint64, to string) (*Handover, error) {
 	if f.cfg.Resume.Off || t.Frontend != f.cfg.ID {
 		return nil, ErrNoSuchSession
 	}
@@ -454,9 +470,98 @@ func (f *Frontend) HandOver(ctx context.Context, t Token, pushes uint64) (*Hando
 	if wasSuspended {
 		f.track(l, false)
 	}
+	if h.UID != "" {
+		f.tomb(h.UID, to)
+	}
 	f.pool.Forget(l.sess)
 	f.stats.Moved.Add(1)
 	return h, nil
+}
+
+// tomb remembers for dedupeWindow that uid's session moved to frontend
+// to: pushes for uid that reach this frontend meanwhile are held until the
+// new frontend drains them (Drain), then forwarded.
+func (f *Frontend) tomb(uid, to string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tb := &tombstone{to: to}
+	f.moved[uid] = tb
+	time.AfterFunc(dedupeWindow, func() {
+		f.mu.Lock()
+		if f.moved[uid] == tb {
+			delete(f.moved, uid)
+		}
+		f.mu.Unlock()
+	})
+}
+
+type tombstone struct {
+	to      string
+	held    []MissedPush
+	drained bool
+}
+
+// pushMoved handles a push for uid, which has no session here: it reports
+// whether uid's session moved away lately, in which case the push is held
+// or forwarded.
+func (f *Frontend) pushMoved(uid string, p MissedPush) bool {
+	f.mu.Lock()
+	tb := f.moved[uid]
+	if tb == nil {
+		f.mu.Unlock()
+		return false
+	}
+	if !tb.drained {
+		tb.held = append(tb.held, p)
+		f.mu.Unlock()
+		return true
+	}
+	to := tb.to
+	f.mu.Unlock()
+	if rc := f.cfg.Resume.Cluster; rc != nil {
+		rc.Forward(to, uid, p)
+	}
+	return true
+}
+
+// Drain serves the new frontend of uid's session (to): it returns the
+// pushes for uid held since the session left, and forwards later ones.
+func (f *Frontend) Drain(uid, to string) []MissedPush {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tb := f.moved[uid]
+	if tb == nil || tb.to != to {
+		return nil
+	}
+	held := tb.held
+	tb.held, tb.drained = nil, true
+	return held
+}
+
+// PushPacket pushes an encoded packet to uid's session here (a push
+// forwarded by the frontend the session moved from): it reports whether
+// uid has a session here.
+func (f *Frontend) PushPacket(uid string, p MissedPush) bool {
+	s := f.pool.ByUID(uid)
+	if s == nil {
+		return false
+	}
+	l, ok := s.Conn().(*link)
+	return ok && l.push(p.Pkt, p.ID) == nil
+}
+
+// TokenOf returns the current resume token of a session of this frontend.
+func (f *Frontend) TokenOf(s *session.Session) (Token, bool) {
+	l, ok := s.Conn().(*link)
+	if !ok {
+		return Token{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.secret == "" || l.state == linkEnded {
+		return Token{}, false
+	}
+	return l.token(), true
 }
 
 func (f *Frontend) lookup(t Token) (*link, error) {
@@ -580,23 +685,43 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 		pkts = append(pkts, p.Pkt)
 	}
 	l.sent = max(l.sent, h.Sent)
-	for _, p := range h.Extra {
+	// number numbers a push and queues it; check drops a cluster push
+	// already had (held pushes were checked as they came).
+	number := func(p MissedPush, check bool) {
+		if check && p.ID != 0 {
+			if _, dup := l.seen[p.ID]; dup {
+				return
+			}
+			l.seen[p.ID] = struct{}{}
+		}
 		l.sent++
 		p.Seq = l.sent
 		l.keep(p)
-		l.seenID(p.ID)
 		pkts = append(pkts, p.Pkt)
+	}
+	for _, p := range h.Extra {
+		number(p, true)
 	}
 	l.sess, err = f.pool.Adopt(ctx, l, h.UID, h.Data, !h.Vetted)
 	if err != nil {
 		return err
 	}
-	if err := rc.Moved(ctx, t, l.sess); err != nil {
+	// From here pushes to the uid reach l and are held (state resuming).
+	drained, err := rc.Moved(ctx, t, l.sess)
+	if err != nil {
 		l.end()
 		return fmt.Errorf("frontend: moving the session here: %w", err)
 	}
 	fresh := a.link()
 	l.mu.Lock()
+	for _, p := range drained {
+		number(p, true)
+	}
+	for _, p := range l.held {
+		number(p, false)
+	}
+	l.held = nil
+	pkts = append(pkts, h.Responses...)
 	resp, err := f.handshakeResponse(l, true)
 	if err != nil {
 		l.mu.Unlock()
@@ -604,9 +729,6 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 		return err
 	}
 	pkts[0] = resp
-	pkts = append(pkts, h.Responses...)
-	pkts = append(pkts, l.held...)
-	l.held = nil
 	l.ag, l.state = a, linkLive
 	a.sendAll(pkts)
 	a.lk.Store(l)
@@ -619,7 +741,7 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 
 	f.pool.Forget(fresh.sess)
 	f.log.Debug("session resumed from another frontend", "session", l.sess.ID(), "uid", h.UID,
-		"from", t.Frontend, "missed", len(h.Missed)+len(h.Extra))
+		"from", t.Frontend, "missed", len(pkts)-1-len(h.Responses))
 	f.pool.Resumed(ctx, l.sess)
 	return nil
 }

@@ -379,7 +379,10 @@ type Push struct {
 	Uids  []string               `protobuf:"bytes,1,rep,name=uids,proto3" json:"uids,omitempty"`
 	Route string                 `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
 	// Payload is already serialized.
-	Payload       []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Id tells copies of one push apart from other pushes: a push goes to
+	// every frontend, and a session moving between two may get it twice.
+	Id            uint64 `protobuf:"varint,4,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,6 +438,75 @@ func (x *Push) GetPayload() []byte {
 	return nil
 }
 
+func (x *Push) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// Forward carries a push to a session that moved to another frontend, or
+// one that missed pushes while it moved, as an encoded packet.
+type Forward struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Packet        []byte                 `protobuf:"bytes,2,opt,name=packet,proto3" json:"packet,omitempty"`
+	Id            uint64                 `protobuf:"varint,3,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Forward) Reset() {
+	*x = Forward{}
+	mi := &file_stream_envelope_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Forward) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Forward) ProtoMessage() {}
+
+func (x *Forward) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_envelope_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Forward.ProtoReflect.Descriptor instead.
+func (*Forward) Descriptor() ([]byte, []int) {
+	return file_stream_envelope_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Forward) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Forward) GetPacket() []byte {
+	if x != nil {
+		return x.Packet
+	}
+	return nil
+}
+
+func (x *Forward) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
 // Kick asks a frontend to kick users, or one session.
 type Kick struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -447,7 +519,7 @@ type Kick struct {
 
 func (x *Kick) Reset() {
 	*x = Kick{}
-	mi := &file_stream_envelope_proto_msgTypes[5]
+	mi := &file_stream_envelope_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +531,7 @@ func (x *Kick) String() string {
 func (*Kick) ProtoMessage() {}
 
 func (x *Kick) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_envelope_proto_msgTypes[5]
+	mi := &file_stream_envelope_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +544,7 @@ func (x *Kick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kick.ProtoReflect.Descriptor instead.
 func (*Kick) Descriptor() ([]byte, []int) {
-	return file_stream_envelope_proto_rawDescGZIP(), []int{5}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Kick) GetUids() []string {
@@ -499,7 +571,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_stream_envelope_proto_msgTypes[6]
+	mi := &file_stream_envelope_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +583,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_envelope_proto_msgTypes[6]
+	mi := &file_stream_envelope_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +596,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_stream_envelope_proto_rawDescGZIP(), []int{6}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Delivery) GetFailed() []string {
@@ -549,7 +621,7 @@ type SessionOp struct {
 
 func (x *SessionOp) Reset() {
 	*x = SessionOp{}
-	mi := &file_stream_envelope_proto_msgTypes[7]
+	mi := &file_stream_envelope_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +633,7 @@ func (x *SessionOp) String() string {
 func (*SessionOp) ProtoMessage() {}
 
 func (x *SessionOp) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_envelope_proto_msgTypes[7]
+	mi := &file_stream_envelope_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +646,7 @@ func (x *SessionOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOp.ProtoReflect.Descriptor instead.
 func (*SessionOp) Descriptor() ([]byte, []int) {
-	return file_stream_envelope_proto_rawDescGZIP(), []int{7}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionOp) GetSessionId() int64 {
@@ -621,7 +693,7 @@ type TrafficRecord struct {
 
 func (x *TrafficRecord) Reset() {
 	*x = TrafficRecord{}
-	mi := &file_stream_envelope_proto_msgTypes[8]
+	mi := &file_stream_envelope_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +705,7 @@ func (x *TrafficRecord) String() string {
 func (*TrafficRecord) ProtoMessage() {}
 
 func (x *TrafficRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_envelope_proto_msgTypes[8]
+	mi := &file_stream_envelope_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +718,7 @@ func (x *TrafficRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficRecord.ProtoReflect.Descriptor instead.
 func (*TrafficRecord) Descriptor() ([]byte, []int) {
-	return file_stream_envelope_proto_rawDescGZIP(), []int{8}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TrafficRecord) GetUnixNano() int64 {
@@ -701,7 +773,7 @@ type TrafficBatch struct {
 
 func (x *TrafficBatch) Reset() {
 	*x = TrafficBatch{}
-	mi := &file_stream_envelope_proto_msgTypes[9]
+	mi := &file_stream_envelope_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +785,7 @@ func (x *TrafficBatch) String() string {
 func (*TrafficBatch) ProtoMessage() {}
 
 func (x *TrafficBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_envelope_proto_msgTypes[9]
+	mi := &file_stream_envelope_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +798,7 @@ func (x *TrafficBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficBatch.ProtoReflect.Descriptor instead.
 func (*TrafficBatch) Descriptor() ([]byte, []int) {
-	return file_stream_envelope_proto_rawDescGZIP(), []int{9}
+	return file_stream_envelope_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TrafficBatch) GetRecords() []*TrafficRecord {
@@ -768,11 +840,16 @@ const file_stream_envelope_proto_rawDesc = "" +
 	"\bmetadata\x18\x03 \x03(\v2%.nopal.stream.ErrorInfo.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Z\n" +
 	"\x04Push\x12\x12\n" +
 	"\x04uids\x18\x01 \x03(\tR\x04uids\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"9\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\x04R\x02id\"C\n" +
+	"\aForward\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x16\n" +
+	"\x06packet\x18\x02 \x01(\fR\x06packet\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\x04R\x02id\"9\n" +
 	"\x04Kick\x12\x12\n" +
 	"\x04uids\x18\x01 \x03(\tR\x04uids\x12\x1d\n" +
 	"\n" +
@@ -814,7 +891,7 @@ func file_stream_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_stream_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_stream_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_stream_envelope_proto_goTypes = []any{
 	(CallKind)(0),           // 0: nopal.stream.CallKind
 	(*Call)(nil),            // 1: nopal.stream.Call
@@ -822,21 +899,22 @@ var file_stream_envelope_proto_goTypes = []any{
 	(*Reply)(nil),           // 3: nopal.stream.Reply
 	(*ErrorInfo)(nil),       // 4: nopal.stream.ErrorInfo
 	(*Push)(nil),            // 5: nopal.stream.Push
-	(*Kick)(nil),            // 6: nopal.stream.Kick
-	(*Delivery)(nil),        // 7: nopal.stream.Delivery
-	(*SessionOp)(nil),       // 8: nopal.stream.SessionOp
-	(*TrafficRecord)(nil),   // 9: nopal.stream.TrafficRecord
-	(*TrafficBatch)(nil),    // 10: nopal.stream.TrafficBatch
-	nil,                     // 11: nopal.stream.ErrorInfo.MetadataEntry
-	nil,                     // 12: nopal.stream.TrafficRecord.HeadersEntry
+	(*Forward)(nil),         // 6: nopal.stream.Forward
+	(*Kick)(nil),            // 7: nopal.stream.Kick
+	(*Delivery)(nil),        // 8: nopal.stream.Delivery
+	(*SessionOp)(nil),       // 9: nopal.stream.SessionOp
+	(*TrafficRecord)(nil),   // 10: nopal.stream.TrafficRecord
+	(*TrafficBatch)(nil),    // 11: nopal.stream.TrafficBatch
+	nil,                     // 12: nopal.stream.ErrorInfo.MetadataEntry
+	nil,                     // 13: nopal.stream.TrafficRecord.HeadersEntry
 }
 var file_stream_envelope_proto_depIdxs = []int32{
 	0,  // 0: nopal.stream.Call.kind:type_name -> nopal.stream.CallKind
 	2,  // 1: nopal.stream.Call.session:type_name -> nopal.stream.SessionSnapshot
 	4,  // 2: nopal.stream.Reply.error:type_name -> nopal.stream.ErrorInfo
-	11, // 3: nopal.stream.ErrorInfo.metadata:type_name -> nopal.stream.ErrorInfo.MetadataEntry
-	12, // 4: nopal.stream.TrafficRecord.headers:type_name -> nopal.stream.TrafficRecord.HeadersEntry
-	9,  // 5: nopal.stream.TrafficBatch.records:type_name -> nopal.stream.TrafficRecord
+	12, // 3: nopal.stream.ErrorInfo.metadata:type_name -> nopal.stream.ErrorInfo.MetadataEntry
+	13, // 4: nopal.stream.TrafficRecord.headers:type_name -> nopal.stream.TrafficRecord.HeadersEntry
+	10, // 5: nopal.stream.TrafficBatch.records:type_name -> nopal.stream.TrafficRecord
 	6,  // [6:6] is the sub-list for method output_type
 	6,  // [6:6] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
@@ -855,7 +933,7 @@ func file_stream_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_envelope_proto_rawDesc), len(file_stream_envelope_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
