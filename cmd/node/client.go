@@ -17,6 +17,8 @@ import (
 const replHelp = `commands:
   request <route> [json]   send a request and print the response (alias: r)
   notify <route> [json]    send a notify (alias: n)
+  drop                     cut the connection as a network failure would: the
+                           client resumes its session (see -resume)
   help                     this text
   quit                     disconnect (also: end of input)
 pushes from the server are printed as they arrive`
@@ -28,10 +30,20 @@ func repl(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:3250", `server address: host:port for TCP, ws://host:port/ for WebSocket`)
 	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
+	resume := fs.Duration("resume", client.DefaultResumeWithin, "when the connection drops, resume the session within this long (0: end instead)")
+	also := fs.String("resume-addrs", "", "comma-separated addresses of other frontends to resume on")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := client.Dial(ctx, *addr)
+	var opts []client.Option
+	if *resume > 0 {
+		var others []string
+		if *also != "" {
+			others = strings.Split(*also, ",")
+		}
+		opts = append(opts, client.WithAutoResume(*resume, others...))
+	}
+	c, err := client.Dial(ctx, *addr, opts...)
 	if err != nil {
 		return err
 	}
@@ -77,6 +89,25 @@ func repl(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		case "":
 		case "help", "?":
 			say("%s", replHelp)
+		case "drop":
+			before := c.Resumes()
+			c.Drop()
+			if *resume <= 0 {
+				say("dropped")
+				continue
+			}
+			// Wait for the resume (or the end) before the next command.
+			for c.Resumes() == before && c.Err() == nil {
+				select {
+				case <-c.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			if err := c.Err(); err != nil {
+				say("dropped; the session is lost: %v", err)
+				return nil
+			}
+			say("dropped and resumed (%d pushes received in this session)", c.PushesReceived())
 		case "quit", "exit":
 			return nil
 		case "request", "r":

@@ -336,3 +336,20 @@ func TestServeTracing(t *testing.T) {
 	n := startServe(t, "-tracing")
 	runClient(t, n.tcp, "request room.room.join {}", "quit")
 }
+
+// The REPL's drop command cuts the connection; the client resumes its
+// session, which still gets the room's messages.
+func TestClientDropResumes(t *testing.T) {
+	n := startServe(t)
+	out := runClient(t, n.tcp,
+		"request room.room.join {}",
+		"drop",
+		`notify room.room.message {"name":"me","content":"after the drop"}`,
+		"request room.room.nosuch {}", // its answer follows the push
+		"quit")
+	for _, want := range []string{"dropped and resumed", `push onMessage {"name":"me","content":"after the drop"}`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("client output lacks %q:\n%s", want, out)
+		}
+	}
+}
