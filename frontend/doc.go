@@ -19,6 +19,15 @@
 // closes a connection silent for twice that. A socket that does not
 // handshake within HandshakeTimeout is closed.
 //
+// Sessions outlive their connections (see [ResumeConfig]): the handshake
+// response carries a resume token; when a connection drops its session is
+// suspended for a grace window, and a client that comes back with the token
+// and the count of pushes it received takes the session over, here or on
+// another frontend ([ResumeCluster]), and gets the pushes it missed in
+// order, once. A per-session link numbers every push under the same lock
+// that queues it, so the numbers are the wire order, and keeps the latest
+// for replay.
+//
 // [Frontend.Shutdown] drains: acceptors stop, requests in flight finish,
 // every client gets a Kick packet, then its connection closes.
 //

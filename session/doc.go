@@ -7,8 +7,10 @@
 // [Session.Get], the typed [Get] helper) and per-session close callbacks.
 //
 // A [Pool] holds the sessions of one frontend, finds them by id or uid and
-// runs the app-wide hooks: OnSessionBind (may veto a bind), OnAfterSessionBind
-// and OnSessionClose.
+// runs the app-wide hooks: OnSessionBind (may veto a bind, and a resume),
+// OnAfterSessionBind, OnSessionClose, and OnSessionSuspend and
+// OnSessionResume for a session whose connection dropped and whose client
+// came back.
 //
 // One uid has at most one session per pool. Binding a uid that another
 // session of the pool holds kicks the older session; the older session's
