@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -114,8 +116,9 @@ func ensureNofile(need uint64) (limit uint64, raisedHard bool, err error) {
 // serveControl reads stdin line by line until EOF, then cancels: the
 // servers of the chat scenario stop when the suite closes their stdin, like
 // the others, and take "profile-start" / "profile-stop" lines to profile
-// exactly the measured window. SIGTERM and SIGINT cancel too.
-func serveControl(stdin io.Reader, cpuprofile string, log *slog.Logger) (context.Context, func() error) {
+// exactly the measured window, and "heap-profile" to write a heap profile
+// (after a GC) to memprofile. SIGTERM and SIGINT cancel too.
+func serveControl(stdin io.Reader, cpuprofile, memprofile string, log *slog.Logger, stderr io.Writer) (context.Context, func() error) {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var mu sync.Mutex
 	stop := func() error { return nil }
@@ -156,6 +159,13 @@ func serveControl(stdin io.Reader, cpuprofile string, log *slog.Logger) (context
 				if err := stopProfile(); err != nil {
 					log.Error("cpu profile", "err", err)
 				}
+			case "heap-profile":
+				if memprofile == "" {
+					continue
+				}
+				if err := writeHeapProfile(memprofile, stderr); err != nil {
+					log.Error("heap profile", "err", err)
+				}
 			}
 		}
 	}()
@@ -165,12 +175,33 @@ func serveControl(stdin io.Reader, cpuprofile string, log *slog.Logger) (context
 	}
 }
 
+// writeHeapProfile collects garbage, writes the live heap to path and
+// prints where the process's memory is on w: the heap in use, goroutine
+// stacks, and what the runtime holds but has not returned to the OS.
+func writeHeapProfile(path string, w io.Writer) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(w, "heap profile after a GC: heap in use %d KB (live objects %d KB), goroutine stacks %d KB in %d goroutines, heap idle not returned to the OS %d KB, runtime total from the OS %d KB\n",
+		ms.HeapInuse>>10, ms.HeapAlloc>>10, ms.StackInuse>>10, runtime.NumGoroutine(), (ms.HeapIdle-ms.HeapReleased)>>10, ms.Sys>>10)
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // chatServerFlags are the flags both chat servers take.
 type chatServerFlags struct {
 	tcp, ws    string
 	nofile     uint64
 	heartbeat  time.Duration
 	cpuprofile string
+	memprofile string
 }
 
 func parseChatServerFlags(name string, args []string, stderr io.Writer) (*chatServerFlags, error) {
@@ -182,6 +213,7 @@ func parseChatServerFlags(name string, args []string, stderr io.Writer) (*chatSe
 	fs.Uint64Var(&f.nofile, "nofile", 0, "make RLIMIT_NOFILE at least this (raising the hard limit if allowed)")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 60*time.Second, "heartbeat interval (Nopal only)")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", `CPU profile file, written between the "profile-start" and "profile-stop" lines on stdin`)
+	fs.StringVar(&f.memprofile, "memprofile", "", `heap profile file, written (after a GC) on a "heap-profile" line on stdin`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -205,7 +237,7 @@ func cmdChatServer(args []string, stdin io.Reader, stdout, stderr io.Writer) (er
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, stop := serveControl(stdin, f.cpuprofile, log)
+	ctx, stop := serveControl(stdin, f.cpuprofile, f.memprofile, log, stderr)
 	defer func() {
 		if perr := stop(); err == nil && perr != nil {
 			err = fmt.Errorf("cpu profile: %w", perr)
@@ -246,7 +278,7 @@ func cmdChatFloor(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, stop := serveControl(stdin, "", log)
+	ctx, stop := serveControl(stdin, "", "", log, stderr)
 	defer func() { _ = stop() }()
 	s, err := startRelay(f.tcp, f.ws)
 	if err != nil {

@@ -41,6 +41,7 @@ type chatOptions struct {
 	Floor     bool          `json:"floor"`          // measure the relay floor too
 	Heartbeat time.Duration `json:"heartbeat_ns"`   // of the Nopal server
 	Profile   string        `json:"cpuprofile"`     // of the Nopal server, steady state only
+	MemProf   string        `json:"memprofile"`     // of the Nopal server, after the ramp
 	NoFile    uint64        `json:"rlimit_nofile"`  // the limit in force
 	RaisedHL  bool          `json:"raised_hard"`    // the hard limit had to be raised
 	HardWas   uint64        `json:"hard_limit_was"` // the hard limit before
@@ -131,6 +132,7 @@ func cmdChat(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.Floor, "floor", true, "also measure the relay floor (a plain goroutine-per-connection server)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
 	fs.StringVar(&o.Profile, "cpuprofile", "", "write a CPU profile of the Nopal server over the measured steady state to this file")
+	fs.StringVar(&o.MemProf, "memprofile", "", "write a heap profile of the Nopal server (after a GC) to this file once the ramp's RSS is sampled")
 	keepHard := fs.Bool("keep-hard-limit", false, "do not raise the hard RLIMIT_NOFILE even if allowed: run fewer connections if it is too low")
 	asJSON := fs.Bool("json", false, "also write the raw figures as JSON to -out")
 	out := fs.String("out", "chat.json", "JSON output file (with -json)")
@@ -520,6 +522,9 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 		if o.Profile != "" {
 			args = append(args, "-cpuprofile", o.Profile)
 		}
+		if o.MemProf != "" {
+			args = append(args, "-memprofile", o.MemProf)
+		}
 	}
 	args = append(args, "-nofile", strconv.Itoa(o.Conns+nofileMargin))
 	srv, err := startChildReady(res.Server, exe, args, log, 15*time.Second)
@@ -613,6 +618,11 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 	}
 	fmt.Fprintf(log, "%s: %d connections open and joined in %.2f s (%.0f/s); RSS %d → %d KB (%.2f KB per connection); %d descriptors open in the server\n",
 		res.Server, o.Conns, res.RampSeconds, res.ConnsPerSec, res.RSSBeforeKB, res.RSSRampKB, res.PerConnKB, fds)
+
+	if nopal && o.MemProf != "" {
+		// Written during the warm-up; its GC lowers the RSS at the end.
+		_, _ = io.WriteString(srv.stdin, "heap-profile\n")
+	}
 
 	// The plan: sends spread over the interval (the golden ratio scatters
 	// neighbours), warm-up, measured window, drain.
