@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nopal-dev/nopal"
 	"github.com/nopal-dev/nopal/backend"
@@ -84,4 +85,53 @@ func Example() {
 	// hello, ann
 	// bound: true
 	// kicked: true
+}
+
+// A client's connection drops; it resumes its session and gets the push it
+// missed meanwhile, then the live ones.
+func Example_resume() {
+	ctx := context.Background()
+	app, err := nopal.New(nopal.Config{
+		ServerType: "hello",
+		Logger:     slog.New(slog.DiscardHandler),
+		// Resume is on by default; the grace is how long a dropped
+		// session waits for its client.
+		Resume: frontend.ResumeConfig{Grace: 30 * time.Second},
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := app.Register(Greeter{}, backend.WithName("greeter")); err != nil {
+		panic(err)
+	}
+	resumed := make(chan string, 1)
+	app.OnSessionResume(func(_ context.Context, s *session.Session) { resumed <- s.UID() })
+	tcp := frontend.NewTCPAcceptor("127.0.0.1:0")
+	app.AddAcceptor(tcp)
+	if err := app.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer app.Shutdown(ctx)
+
+	c, err := client.Dial(ctx, tcp.Addr().String(), client.WithAutoResume(10*time.Second))
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	if err := c.Request(ctx, "greeter.hello", &HelloReq{Name: "ann"}, nil); err != nil {
+		panic(err)
+	}
+	fmt.Println("push", (<-c.Pushes()).Route)
+
+	c.Drop() // as a network failure would
+	if _, err := app.PushToUsers(ctx, "onNews", map[string]string{"news": "while away"}, []string{"ann"}); err != nil {
+		panic(err)
+	}
+	p := <-c.Pushes() // the client resumed by itself
+	fmt.Println("resumed", <-resumed)
+	fmt.Printf("push %s %s\n", p.Route, p.Data)
+	// Output:
+	// push onWelcome
+	// resumed ann
+	// push onNews {"news":"while away"}
 }
