@@ -73,6 +73,12 @@ type cluster struct {
 	subs    []*nats.Subscription
 	calls   *callPool
 	resume  *resumer // frontends with resume on
+
+	janitorCancel  func()
+	janitorMu      sync.Mutex
+	janitorTimers  []*time.Timer
+	janitorStopped bool
+	janitorWG      sync.WaitGroup
 }
 
 func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
@@ -121,6 +127,7 @@ func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
 				return nil, err
 			}
 		}
+		c.startJanitor()
 		bindings.NewUniqueSession(c.store, a.cfg.ServerID, c, a.log).Attach(a.pool)
 		for kind, h := range map[string]nats.MsgHandler{"push": c.onPush, "kick": c.onKick, "sess": c.onSessionOp} {
 			if err := c.subscribe(bus.ServerSubject(a.cfg.ServerID, kind), "", h); err != nil {
@@ -179,6 +186,7 @@ func (c *cluster) subscribe(subject, queue string, h nats.MsgHandler) error {
 // stop leaves discovery first so no new calls arrive, lets calls in flight
 // finish, then closes the bus.
 func (c *cluster) stop(ctx context.Context) {
+	c.stopJanitor()
 	if c.disc != nil {
 		if err := c.disc.Stop(ctx); err != nil {
 			c.app.log.Warn("leaving discovery", "err", err)
@@ -534,6 +542,7 @@ func (a *App) fanOut(ctx context.Context, kind, frontendType string, uids []stri
 				return // a frontend gone (dead, not yet expired): it holds nobody
 			}
 			if err != nil {
+				gone[t.ID] = true // or hung: its users' pushes are kept too
 				if firstErr == nil {
 					firstErr = err
 				}
@@ -557,7 +566,7 @@ func (a *App) fanOut(ctx context.Context, kind, frontendType string, uids []stri
 			failed = append(failed, u)
 		}
 	}
-	if p, ok := m.(*stream.Push); ok && len(failed) > 0 && !a.cfg.Resume.Off && firstErr == nil && c.bus.Connected() {
+	if p, ok := m.(*stream.Push); ok && len(failed) > 0 && !a.cfg.Resume.Off && c.bus.Connected() {
 		// Bound users whose frontend is gone may resume elsewhere: keep
 		// the push for them. They are still reported: it may never be
 		// delivered.

@@ -245,7 +245,8 @@ func (r *resumer) Ended(s *session.Session, t frontend.Token) {
 		if err := r.kv.Delete(ctx, recordKey(t)); err != nil {
 			r.c.app.log.Warn("resume: cannot delete the session record", "uid", uid, "err", err)
 		}
-		r.purge(ctx, uid)
+		// The mailbox is left to its age limit: the uid may already have
+		// a newer session elsewhere, whose pushes it may hold.
 	})
 }
 
@@ -369,6 +370,7 @@ func (r *resumer) readMailbox(ctx context.Context, uid, key string, pushes uint6
 	}
 	fe := r.c.app.Frontend()
 	numbered := map[uint64]frontend.MissedPush{}
+	had := map[uint64]bool{} // ids of the session's numbered pushes, received or not
 	for read := uint64(0); read < n; {
 		batch, err := cons.Fetch(int(min(n-read, 256)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -387,8 +389,14 @@ func (r *resumer) readMailbox(ctx context.Context, uid, key string, pushes uint6
 				continue
 			}
 			seq, _ := strconv.ParseUint(hd.Get(hdrSeq), 10, 64)
-			if hd.Get(hdrSession) != key || seq <= pushes {
-				continue // another session's, or received
+			if hd.Get(hdrSession) != key {
+				continue // another session's
+			}
+			if id != 0 {
+				had[id] = true
+			}
+			if seq <= pushes {
+				continue // received
 			}
 			numbered[seq] = frontend.MissedPush{Seq: seq, ID: id, Pkt: m.Data()}
 		}
@@ -400,6 +408,9 @@ func (r *resumer) readMailbox(ctx context.Context, uid, key string, pushes uint6
 		}
 		read += uint64(got)
 	}
+	// A sender keeps a push when the frontend did not answer in time; if
+	// that frontend had taken it after all, it is numbered here too.
+	h.Extra = slices.DeleteFunc(h.Extra, func(p frontend.MissedPush) bool { return p.ID != 0 && had[p.ID] })
 	seqs := make([]uint64, 0, len(numbered))
 	for s := range numbered {
 		seqs = append(seqs, s)

@@ -182,6 +182,33 @@ func (s *Store) Move(ctx context.Context, uid string, from, to Binding) error {
 	}
 }
 
+// OfFrontend returns the bindings (uid → binding) that point at frontendID:
+// the users of a frontend that died, to clean up after it. It reads the
+// whole bucket once.
+func (s *Store) OfFrontend(ctx context.Context, frontendID string) (map[string]Binding, error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("bindings: list: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string]Binding{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok || e == nil { // nil: the initial values are all in
+				return out, nil
+			}
+			var b Binding
+			uid, okUID := uidOf(e.Key())
+			if okUID && json.Unmarshal(e.Value(), &b) == nil && b.FrontendID == frontendID {
+				out[uid] = b
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bindings: list: %w", ctx.Err())
+		}
+	}
+}
+
 // Get returns uid's binding, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, uid string) (Binding, error) {
 	if err := checkUID(uid); err != nil {

@@ -20,8 +20,9 @@ import (
 
 // Resume defaults.
 const (
-	DefaultResumeGrace  = 30 * time.Second
-	DefaultResumeBuffer = 256
+	DefaultResumeGrace     = 30 * time.Second
+	DefaultResumeBuffer    = 64
+	DefaultResumeMaxMissed = 1024
 )
 
 // Errors of a resume; the client gets a fresh session whatever the cause.
@@ -42,10 +43,15 @@ type ResumeConfig struct {
 	Off bool
 	// Grace is how long a session waits for its client (default 30 s).
 	Grace time.Duration
-	// Buffer is how many of its latest pushes a session keeps to replay
-	// (default 256). A client that missed more, because its link was dead
-	// long before the server noticed, gets a fresh session.
+	// Buffer is how many of its latest pushes a connected session keeps
+	// to replay (default 64, 32 bytes each plus the packets): the pushes
+	// written to a link that died before the server noticed. A client that
+	// missed more gets a fresh session.
 	Buffer int
+	// MaxMissed bounds the pushes a suspended session keeps for its client
+	// (default 1024); past it the oldest go, and a client that missed them
+	// gets a fresh session.
+	MaxMissed int
 	// Durable keeps every push of a bound session in the bus, not only
 	// those made while it is suspended, so that a client whose frontend
 	// was killed still gets what that frontend had accepted. It costs a
@@ -63,9 +69,13 @@ func (c *ResumeConfig) defaults() error {
 	if c.Buffer == 0 {
 		c.Buffer = DefaultResumeBuffer
 	}
-	if c.Grace < 0 || c.Buffer < 0 {
-		return errors.New("frontend: negative ResumeConfig.Grace or Buffer")
+	if c.MaxMissed == 0 {
+		c.MaxMissed = DefaultResumeMaxMissed
 	}
+	if c.Grace < 0 || c.Buffer < 0 || c.MaxMissed < 0 {
+		return errors.New("frontend: negative ResumeConfig.Grace, Buffer or MaxMissed")
+	}
+	c.MaxMissed = max(c.MaxMissed, c.Buffer)
 	return nil
 }
 
@@ -190,11 +200,13 @@ type link struct {
 	state    int
 	noResume bool // the current connection ends the session (kick, close)
 	secret   string
-	sent     uint64       // pushes made in the session
-	ring     []MissedPush // the latest pushes, circular, oldest at start
-	start    int
-	pending  [][]byte // responses that could not be written
-	timer    *time.Timer
+	sent     uint64 // pushes made in the session
+	// ring holds the latest pushes, circular, oldest at start; they are
+	// numbered sent-len(ring)+1 .. sent.
+	ring    []kept
+	start   int
+	pending [][]byte // responses that could not be written
+	timer   *time.Timer
 	// seen holds the ids of the cluster pushes a session moved here has
 	// had, for dedupeWindow (nil otherwise); held, the pushes made while
 	// it was resuming, numbered and sent once it goes live.
@@ -249,10 +261,9 @@ func (l *link) push(pkt []byte, id uint64) error {
 	resumable := l.secret != ""
 	if resumable {
 		l.sent++
-		p := MissedPush{Seq: l.sent, ID: id, Pkt: pkt}
-		l.keep(p)
+		l.keep(pkt, id)
 		if l.f.cfg.Resume.Durable && l.f.cfg.Resume.Cluster != nil && l.sess.UID() != "" {
-			l.f.cfg.Resume.Cluster.Keep(l.sess, l.token(), p)
+			l.f.cfg.Resume.Cluster.Keep(l.sess, l.token(), MissedPush{Seq: l.sent, ID: id, Pkt: pkt})
 		}
 	}
 	if l.ag == nil {
@@ -265,17 +276,48 @@ func (l *link) push(pkt []byte, id uint64) error {
 	return err
 }
 
-func (l *link) keep(p MissedPush) {
-	n := l.f.cfg.Resume.Buffer
-	if n == 0 {
-		return
+// kept is a push in a session's ring; its number follows from its place.
+type kept struct {
+	pkt []byte
+	id  uint64
+}
+
+// keep adds the push just numbered l.sent to the ring. A connected session
+// keeps its latest Buffer pushes, a suspended one its latest MaxMissed.
+func (l *link) keep(pkt []byte, id uint64) {
+	rc := &l.f.cfg.Resume
+	n := rc.Buffer
+	if l.state == linkSuspended {
+		n = rc.MaxMissed
 	}
-	if len(l.ring) < n {
-		l.ring = append(l.ring, p)
+	switch {
+	case n == 0:
 		return
+	case len(l.ring) < n && l.start == 0:
+		l.ring = append(l.ring, kept{pkt, id})
+	case len(l.ring) < n:
+		// Suspended with a full ring of Buffer: unwind it and grow.
+		l.ring = append(l.linear(), kept{pkt, id})
+		l.start = 0
+	default:
+		l.ring[l.start] = kept{pkt, id}
+		l.start = (l.start + 1) % len(l.ring)
 	}
-	l.ring[l.start] = p
-	l.start = (l.start + 1) % n
+}
+
+// linear returns the ring's pushes in order, oldest first.
+func (l *link) linear() []kept {
+	out := make([]kept, 0, len(l.ring)+1)
+	out = append(out, l.ring[l.start:]...)
+	return append(out, l.ring[:l.start]...)
+}
+
+// trim shrinks the ring to Buffer once a connection is back.
+func (l *link) trim() {
+	if n := l.f.cfg.Resume.Buffer; len(l.ring) > n {
+		lin := l.linear()
+		l.ring, l.start = lin[len(lin)-n:], 0
+	}
 }
 
 // missed returns the kept pushes numbered after pushes, in order, or
@@ -288,18 +330,17 @@ func (l *link) missed(pushes uint64) ([]MissedPush, error) {
 	if want > len(l.ring) {
 		return nil, ErrResumeGap
 	}
-	out := make([]MissedPush, 0, want)
-	for i := len(l.ring) - want; i < len(l.ring); i++ {
-		out = append(out, l.ring[(l.start+i)%len(l.ring)])
-	}
-	return out, nil
+	return l.keptFrom(len(l.ring) - want), nil
 }
 
-// keptLocked returns every kept push in order. The caller holds mu.
-func (l *link) keptLocked() []MissedPush {
-	out := make([]MissedPush, 0, len(l.ring))
-	for i := range l.ring {
-		out = append(out, l.ring[(l.start+i)%len(l.ring)])
+// keptFrom returns the ring's pushes from the i-th oldest on, numbered.
+// The caller holds mu.
+func (l *link) keptFrom(i int) []MissedPush {
+	out := make([]MissedPush, 0, len(l.ring)-i)
+	first := l.sent - uint64(len(l.ring)) + 1
+	for ; i < len(l.ring); i++ {
+		k := l.ring[(l.start+i)%len(l.ring)]
+		out = append(out, MissedPush{Seq: first + uint64(i), ID: k.id, Pkt: k.pkt})
 	}
 	return out
 }
@@ -379,7 +420,7 @@ func (l *link) detach(a *agent, resumable bool) bool {
 	var kept []MissedPush
 	rc := l.f.cfg.Resume.Cluster
 	if rc != nil {
-		kept = l.keptLocked()
+		kept = l.keptFrom(0)
 	}
 	tok := l.token()
 	l.mu.Unlock()
@@ -393,22 +434,26 @@ func (l *link) detach(a *agent, resumable bool) bool {
 	return true
 }
 
-// expire ends a session whose client did not come back in time.
+// expire ends a session whose client did not come back in time, unless a
+// resume got there first.
 func (l *link) expire() {
-	l.mu.Lock()
-	if l.state != linkSuspended {
-		l.mu.Unlock()
-		return
+	if l.endIf(linkSuspended) {
+		l.f.stats.Expired.Add(1)
 	}
-	l.mu.Unlock()
-	l.f.stats.Expired.Add(1)
-	l.end()
 }
 
 // end ends the session for good: its callbacks run. It is idempotent.
-func (l *link) end() {
+func (l *link) end() { l.endIf(-1) }
+
+// endIf ends the session if its state is only (any state for -1), and
+// reports whether it did.
+func (l *link) endIf(only int) bool {
 	l.mu.Lock()
 	was := l.state
+	if only >= 0 && was != only {
+		l.mu.Unlock()
+		return false
+	}
 	l.state = linkEnded
 	if l.timer != nil {
 		l.timer.Stop()
@@ -421,12 +466,13 @@ func (l *link) end() {
 		l.f.track(l, false)
 	}
 	if was == linkEnded && l.sess.Closed() {
-		return
+		return true
 	}
 	l.f.pool.Closed(l.sess)
 	if rc := l.f.cfg.Resume.Cluster; rc != nil && l.sess.UID() != "" {
 		rc.Ended(l.sess, tok)
 	}
+	return true
 }
 
 // HandOver serves another frontend's Take: it checks the token and the
@@ -647,6 +693,7 @@ func (a *agent) resumeHere(ctx context.Context, t Token, pushes uint64) error {
 		pkts = append(pkts, p.Pkt)
 	}
 	pkts = append(pkts, pending...)
+	l.trim()
 	// Queued under the link's lock, which live pushes take too: the
 	// handshake response, what the client missed, then live pushes.
 	a.sendAll(pkts)
@@ -680,7 +727,7 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 	pkts = append(pkts, nil) // the handshake response, once the token is known
 	for _, p := range h.Missed {
 		l.sent = p.Seq
-		l.keep(p)
+		l.keep(p.Pkt, p.ID)
 		l.seenID(p.ID)
 		pkts = append(pkts, p.Pkt)
 	}
@@ -695,8 +742,7 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 			l.seen[p.ID] = struct{}{}
 		}
 		l.sent++
-		p.Seq = l.sent
-		l.keep(p)
+		l.keep(p.Pkt, p.ID)
 		pkts = append(pkts, p.Pkt)
 	}
 	for _, p := range h.Extra {
@@ -714,6 +760,10 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 	}
 	fresh := a.link()
 	l.mu.Lock()
+	if l.state == linkEnded { // kicked while it moved
+		l.mu.Unlock()
+		return ErrNoSuchSession
+	}
 	for _, p := range drained {
 		number(p, true)
 	}

@@ -215,7 +215,7 @@ func TestResumeRefused(t *testing.T) {
 				eventually(t, "the session to expire", func() bool { return st.s.stats().Expired.Load() == 1 })
 				return st.token, st.pushes
 			}},
-		{name: "missed too many", cfg: nopal.Config{Resume: frontend.ResumeConfig{Buffer: 4}},
+		{name: "missed too many", cfg: nopal.Config{Resume: frontend.ResumeConfig{Buffer: 4, MaxMissed: 4}},
 			token: func(t *testing.T, st setup) (string, uint64) {
 				for i := range 5 {
 					if failed, err := st.s.app.PushToUsers(context.Background(), "onSeq", seqMsg{N: i}, []string{"u1"}); err != nil || len(failed) > 0 {

@@ -123,6 +123,18 @@ func (p *Pool) Adopt(ctx context.Context, conn Conn, uid string, data map[string
 	return s, nil
 }
 
+// EndedElsewhere runs the OnSessionClose hooks for s, a session that was
+// not in this pool: one whose frontend died, ended by another frontend on
+// its behalf. s must not be in any pool.
+func (p *Pool) EndedElsewhere(s *Session) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	for _, f := range p.onClose {
+		p.safe("OnSessionClose", s, func() { f(s) })
+	}
+}
+
 // Forget removes s from the pool without running any callback: for a
 // session that never started (its connection resumed another session), or
 // one that moved to another frontend.

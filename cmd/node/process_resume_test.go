@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +21,10 @@ import (
 // room after the kill are kept in the bus; the player resumes on another
 // frontend with the token and push count it had, gets each of them once, in
 // order, then the live chat; the uid's binding moves to the new frontend.
-// The token works once.
+// The token works once. Another player of the dead frontend never comes
+// back: once the grace has passed, the surviving frontend ends her session
+// (the connector's close hook takes her out of the room) and removes her
+// binding.
 func TestProcessResumeAfterSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the multi-process resume test")
@@ -28,8 +34,13 @@ func TestProcessResumeAfterSIGKILL(t *testing.T) {
 		"-nats-listen", "127.0.0.1:0", "-nats-store", t.TempDir())
 	url := n.waitLine(t, natsURLRe, startTimeout)[1]
 	n.waitLine(t, readyRe, startTimeout)
-	a := serveConnector(t, bin, "conn-a", url)
-	b := serveConnector(t, bin, "conn-b", url)
+	const grace = "8s"
+	connector := func(id string) *proc {
+		return startProc(t, bin, id, "serve", "-type", "connector", "-id", id, "-nats", url,
+			"-tcp", "127.0.0.1:0", "-ws", "127.0.0.1:0", "-resume-grace", grace)
+	}
+	a := connector("conn-a")
+	b := connector("conn-b")
 	atcp, _ := connectorAddrs(t, a)
 	btcp, bws := connectorAddrs(t, b)
 
@@ -37,6 +48,9 @@ func TestProcessResumeAfterSIGKILL(t *testing.T) {
 	bob := dialChat(t, "bob", "ws://"+bws+"/")
 	alice.join(t)
 	alice.waitPush(t, "onMembers", `"members"`)
+	carol := dialChat(t, "carol", atcp)
+	carol.join(t)
+	carol.waitPush(t, "onMembers", "conn-a-1")
 	bob.join(t)
 	alice.waitPush(t, "onNewUser", "New user: conn-b-")
 	bob.say(t, "before the kill")
@@ -50,6 +64,18 @@ func TestProcessResumeAfterSIGKILL(t *testing.T) {
 		t.Fatal("conn-a exited cleanly after SIGKILL")
 	}
 	<-alice.Done()
+	// Once the kill is known (here: discovery has dropped conn-a; until
+	// then the bus answers "no responders" at once, or a request times
+	// out), the room's pushes to alice are kept for her.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, ok := listServers(t, url)["conn-a"]; !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("conn-a is still in discovery")
+		}
+		time.Sleep(100 * time.Millisecond) // discovery expiry has no event a process outside can await
+	}
 	const missed = 5
 	for i := 1; i <= missed; i++ {
 		bob.say(t, fmt.Sprintf("after the kill %d", i))
@@ -108,5 +134,23 @@ func TestProcessResumeAfterSIGKILL(t *testing.T) {
 	defer again.Close()
 	if again.Handshake().Sys.Resumed {
 		t.Error("the token worked twice")
+	}
+
+	// Carol (conn-a-2) did not come back: after the grace conn-b ends her
+	// session. A newcomer sees alice in the room, not carol.
+	b.waitLine(t, regexp.MustCompile(`janitor: ended the sessions of a dead frontend`), 30*time.Second)
+	if bd, err := store.Get(ctx, "conn-a-2"); !errors.Is(err, bindings.ErrNotFound) {
+		t.Errorf("carol's binding after the grace: %v, %v", bd, err)
+	}
+	dave := dialChat(t, "dave", btcp)
+	dave.join(t)
+	var p client.Push
+	select {
+	case p = <-dave.Pushes():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no onMembers for dave")
+	}
+	if p.Route != "onMembers" || !strings.Contains(string(p.Data), uid) || strings.Contains(string(p.Data), "conn-a-2") {
+		t.Errorf("members after the grace: %s %s", p.Route, p.Data)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nopal-dev/nopal"
+	"github.com/nopal-dev/nopal/discovery"
 	"github.com/nopal-dev/nopal/examples/chat"
 	"github.com/nopal-dev/nopal/examples/cluster"
 	rewards "github.com/nopal-dev/nopal/examples/reliable"
@@ -49,6 +50,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	ws := fs.String("ws", "127.0.0.1:3251", "HTTP address: the chat page at / and WebSocket upgrades on any path (frontends; empty: none)")
 	heartbeat := fs.Duration("heartbeat", 30*time.Second, "heartbeat interval with clients")
 	compress := fs.Bool("compress", false, "zlib-compress large payloads")
+	resumeGrace := fs.Duration("resume-grace", frontend.DefaultResumeGrace, "how long the session of a dropped client waits for it to resume (0: no resume, the session ends with its connection)")
+	durable := fs.Bool("durable-pushes", false, "keep every push of a bound session in the bus, so a client whose frontend is killed still gets what that frontend had taken")
 	anyOrigin := fs.Bool("ws-any-origin", false, "accept WebSocket upgrades from any browser origin")
 	rate := fs.Int("rate-limit", 0, "requests per --rate-interval per connection (0: no limit)")
 	rateInterval := fs.Duration("rate-interval", time.Second, "rate limit interval")
@@ -103,7 +106,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			app.AddAcceptor(frontend.WithWrappers(frontend.NewWSAcceptor(*ws, opts...), wrappers...))
 		}
 	}
-	base := nopal.Config{Heartbeat: *heartbeat, Compress: *compress, Logger: log, ServerID: *id}
+	base := nopal.Config{Heartbeat: *heartbeat, Compress: *compress, Logger: log, ServerID: *id,
+		Resume: frontend.ResumeConfig{Off: *resumeGrace <= 0, Grace: *resumeGrace, Durable: *durable}}
 	if *tracing {
 		tp, err := metrics.TracerProviderFromEnv(context.WithoutCancel(ctx), "nopal")
 		if err != nil {
@@ -214,6 +218,11 @@ func runApps(ctx context.Context, log *slog.Logger, apps []*nopal.App) error {
 	if b := apps[0].Bus(); b != nil && b.ClientURL() != "" {
 		log.Info("embedded NATS listening", "url", b.ClientURL())
 	}
+	// Ready means a client's first request finds the servers of this
+	// process: each has seen the others in discovery.
+	if !seeEachOther(ctx, apps, 5*time.Second) {
+		log.Warn("the servers of this process do not see each other yet")
+	}
 	log.Info("ready")
 	<-ctx.Done()
 	log.Info("shutting down: draining clients")
@@ -228,4 +237,45 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// seeEachOther waits until every app's discovery lists every other app, or
+// until timeout or ctx ends; it reports whether they do.
+func seeEachOther(ctx context.Context, apps []*nopal.App, timeout time.Duration) bool {
+	changed := make(chan struct{}, 1)
+	for _, a := range apps {
+		if d := a.Discovery(); d != nil {
+			cancel := d.Subscribe(func(discovery.Event) {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			})
+			defer cancel()
+		}
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		all := true
+		for _, a := range apps {
+			if d := a.Discovery(); d != nil {
+				for _, b := range apps {
+					if _, ok := d.ServerByID(b.ServerID()); !ok {
+						all = false
+					}
+				}
+			}
+		}
+		if all {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }

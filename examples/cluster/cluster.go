@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nopal-dev/nopal"
 	"github.com/nopal-dev/nopal/backend"
-	"github.com/nopal-dev/nopal/discovery"
 	"github.com/nopal-dev/nopal/examples/chat"
 	"github.com/nopal-dev/nopal/groups"
-	"github.com/nopal-dev/nopal/modules"
 	"github.com/nopal-dev/nopal/session"
 )
 
@@ -41,59 +38,15 @@ type Left struct {
 	Left bool `json:"left"`
 }
 
-// SetupRoom registers the room's handlers and remotes on a room server,
-// and a module that removes from the room the users of a frontend that
-// died (its clients never said goodbye).
+// SetupRoom registers the room's handlers and remotes on a room server.
+// Users of a frontend that dies leave the room too: once the resume grace
+// has passed, another frontend ends their sessions, and the connector's
+// OnSessionClose hook (SetupConnector) tells the room.
 func SetupRoom(app *nopal.App) error {
 	if err := app.Register(&Room{app: app}, backend.WithName("room")); err != nil {
 		return err
 	}
-	if err := app.RegisterRemote(&Remote{app: app}, backend.WithName("room")); err != nil {
-		return err
-	}
-	return app.RegisterModule(&reaper{app: app}, "room-reaper")
-}
-
-// reaper removes the users of dead frontends from the room. Uids are
-// "<frontend id>-<session id>", so they tell where the user was.
-type reaper struct {
-	modules.Base
-	app    *nopal.App
-	cancel func()
-}
-
-func (r *reaper) AfterInit(context.Context) {
-	d := r.app.Discovery()
-	if d == nil {
-		return
-	}
-	r.cancel = d.Subscribe(func(e discovery.Event) {
-		if e.Kind == discovery.Died && e.Server.Frontend {
-			go r.reap(e.Server.ID)
-		}
-	})
-}
-
-func (r *reaper) reap(frontendID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	g := r.app.Groups()
-	members, err := g.Members(ctx, chat.GroupName)
-	if err != nil {
-		return
-	}
-	for _, uid := range members {
-		if strings.HasPrefix(uid, frontendID+"-") {
-			_ = g.Remove(ctx, chat.GroupName, uid) // another room server may have done it
-		}
-	}
-}
-
-func (r *reaper) Shutdown(context.Context) error {
-	if r.cancel != nil {
-		r.cancel()
-	}
-	return nil
+	return app.RegisterRemote(&Remote{app: app}, backend.WithName("room"))
 }
 
 // SetupConnector makes a connector tell a room server when a bound client
