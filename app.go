@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"unicode/utf8"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -527,6 +528,9 @@ func (a *App) Run(ctx context.Context) error {
 
 // splitRoute returns the server type of a three-part route.
 func splitRoute(route string) (svType string, ok bool) {
+	if !validRoute(route) {
+		return "", false
+	}
 	i := strings.IndexByte(route, '.')
 	if i <= 0 {
 		return "", false
@@ -537,6 +541,22 @@ func splitRoute(route string) (svType string, ok bool) {
 		return "", false
 	}
 	return route[:i], true
+}
+
+// validRoute reports whether a client's route can name a handler: UTF-8,
+// with no byte that is special in a NATS subject (wildcards, spaces,
+// control characters). Others are answered PIT-404 before they reach the
+// bus.
+func validRoute(route string) bool {
+	if !utf8.ValidString(route) {
+		return false
+	}
+	for i := 0; i < len(route); i++ {
+		if c := route[i]; c <= ' ' || c == '*' || c == '>' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // ClusterConfig configures a server in a cluster.

@@ -198,7 +198,12 @@ func (c *MessageCodec) Deflate(data []byte) ([]byte, bool) {
 // Decode parses b into m. m.Data aliases b unless the payload was inflated.
 // Decoding does not allocate for uncompressed payloads with a route the
 // dictionary knows.
-func (c *MessageCodec) Decode(b []byte, m *Message) error {
+func (c *MessageCodec) Decode(b []byte, m *Message) error { return c.DecodeLimit(b, m, 0) }
+
+// DecodeLimit is Decode with a bound on the inflated payload tighter than
+// MaxInflated (when maxInflated > 0): a connection whose packets may not
+// exceed n bytes may not send a payload inflating past n either.
+func (c *MessageCodec) DecodeLimit(b []byte, m *Message, maxInflated int) error {
 	if len(b) < 1 {
 		return fmt.Errorf("%w: empty", ErrBadMessage)
 	}
@@ -250,7 +255,7 @@ func (c *MessageCodec) Decode(b []byte, m *Message) error {
 	}
 	m.Data = b[off:]
 	if flag&flagZlib != 0 {
-		data, err := c.inflate(m.Data)
+		data, err := c.inflate(m.Data, maxInflated)
 		if err != nil {
 			return err
 		}
@@ -260,10 +265,13 @@ func (c *MessageCodec) Decode(b []byte, m *Message) error {
 	return nil
 }
 
-func (c *MessageCodec) inflate(data []byte) ([]byte, error) {
+func (c *MessageCodec) inflate(data []byte, tighter int) ([]byte, error) {
 	limit := c.MaxInflated
 	if limit <= 0 {
 		limit = MaxPacketBody
+	}
+	if tighter > 0 && tighter < limit {
+		limit = tighter
 	}
 	src := bytes.NewReader(data)
 	var r io.ReadCloser

@@ -149,7 +149,7 @@ func (a *TCPAcceptor) Serve() error {
 			}
 			return fmt.Errorf("frontend: tcp accept: %w", err)
 		}
-		a.conns <- &tcpConn{Conn: c, r: codec.NewPacketReader(c, a.opts.pool, a.opts.maxBody)}
+		a.conns <- &tcpConn{Conn: c, r: codec.NewPacketReader(c, a.opts.pool, a.opts.maxBody), maxBody: a.opts.maxBody}
 	}
 }
 
@@ -166,7 +166,26 @@ func (a *TCPAcceptor) Stop() error {
 
 type tcpConn struct {
 	net.Conn
-	r *codec.PacketReader
+	r       *codec.PacketReader
+	maxBody int
+}
+
+// MaxPacketSize implements PacketLimited.
+func (c *tcpConn) MaxPacketSize() int { return c.maxBody }
+
+// PacketLimited is implemented by a PlayerConn whose packets are bounded
+// (the built-in acceptors', see WithMaxPacketSize): a compressed payload
+// may not inflate past that bound either. Wrappers should pass it on.
+type PacketLimited interface {
+	MaxPacketSize() int
+}
+
+// maxPacketSize returns c's packet bound, or 0 when it has none.
+func maxPacketSize(c PlayerConn) int {
+	if p, ok := c.(PacketLimited); ok {
+		return p.MaxPacketSize()
+	}
+	return 0
 }
 
 func (c *tcpConn) GetNextMessage() ([]byte, error) {

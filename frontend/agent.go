@@ -48,6 +48,7 @@ type agent struct {
 	hsTimer  *time.Timer
 	refused  bool // handshake refused: input is ignored until the close (reader only)
 	badInput bool // closed for bad input: the session is not kept (reader only)
+	maxBody  int  // the connection's packet bound, 0: none; payloads inflate no further
 
 	mu       sync.Mutex
 	queue    [][]byte
@@ -294,7 +295,7 @@ func (a *agent) handlePacket(ctx context.Context, pkt []byte, msg *codec.Message
 		if a.state.Load() != stateWorking {
 			return a.bad("data before handshake ack", nil)
 		}
-		if err := a.f.codec.Decode(body, msg); err != nil {
+		if err := a.f.codec.DecodeLimit(body, msg, a.maxBody); err != nil {
 			return a.bad("bad message", err)
 		}
 		switch msg.Type {
@@ -336,8 +337,10 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 	if a.hsTimer != nil {
 		a.hsTimer.Stop()
 	}
-	a.state.Store(stateHandshaken)
+	// The state changes once the response is queued: the heartbeat ticker
+	// sends only to handshaken connections, and must not get ahead of it.
 	if r := req.Sys.Resume; r != nil && !a.f.cfg.Resume.Off && a.resume(ctx, r) {
+		a.state.Store(stateHandshaken)
 		return true
 	}
 	resp, err := a.f.handshakeResponse(a.link(), false)
@@ -345,7 +348,9 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 		a.f.log.Error("handshake response", "err", err)
 		return false
 	}
-	return a.send(resp) == nil
+	err = a.send(resp)
+	a.state.Store(stateHandshaken)
+	return err == nil
 }
 
 func (a *agent) handleMessage(ctx context.Context, msg *codec.Message) bool {

@@ -108,8 +108,6 @@ func TestMalformedInputCloses(t *testing.T) {
 			c.write(dataBody([]byte{0x10, 0x01}, routeField("t.echo"), bomb))
 		}},
 		{name: "zlib payload inflating past the packet limit", malformed: 1,
-			skip: "the frontend inflates payloads up to codec.MaxPacketBody (16 MiB) whatever the acceptor's WithMaxPacketSize: " +
-				"frontend.New builds its MessageCodec without MaxInflated (frontend/frontend.go), so ~16 KB on the wire cost 16 MiB",
 			input: func(c *rawConn) {
 				c.write(dataBody([]byte{0x12}, routeField("t.record"), overLimit))
 			}},

@@ -250,7 +250,7 @@ func (f *Frontend) Start(ctx context.Context) error {
 }
 
 func (f *Frontend) accept(ctx context.Context, c PlayerConn) {
-	a := &agent{f: f, conn: c}
+	a := &agent{f: f, conn: c, maxBody: maxPacketSize(c)}
 	l := f.newLink(a)
 	l.sess = f.pool.New(l)
 	a.lk.Store(l)

@@ -110,6 +110,9 @@ type limitedConn struct {
 	r *RateLimiter
 }
 
+// MaxPacketSize passes on the wrapped connection's bound (PacketLimited).
+func (c *limitedConn) MaxPacketSize() int { return maxPacketSize(c.PlayerConn) }
+
 func (c *limitedConn) GetNextMessage() ([]byte, error) {
 	for {
 		pkt, err := c.PlayerConn.GetNextMessage()

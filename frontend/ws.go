@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -78,7 +79,14 @@ func (a *WSAcceptor) Listen() error {
 	}
 	a.mu.Lock()
 	a.ln = ln
-	a.srv = &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	a.srv = &http.Server{
+		Handler: a, ReadHeaderTimeout: 10 * time.Second,
+		// Keep-alive connections that never upgrade (page loads) go.
+		IdleTimeout: 60 * time.Second,
+		// TLS handshake failures from scanners and the like are noise:
+		// logged at debug level, through slog.
+		ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+	}
 	a.mu.Unlock()
 	return nil
 }
@@ -149,6 +157,9 @@ type wsConn struct {
 	reader  io.Reader // for Read
 	wmu     sync.Mutex
 }
+
+// MaxPacketSize implements PacketLimited.
+func (c *wsConn) MaxPacketSize() int { return c.maxBody }
 
 func (c *wsConn) GetNextMessage() ([]byte, error) {
 	mt, r, err := c.ws.NextReader()

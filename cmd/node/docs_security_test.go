@@ -622,15 +622,15 @@ func TestDocsNATSOverTLS(t *testing.T) {
 	}
 }
 
-// TestDocsEmbeddedServerHasNoAuth: the documented way to run the embedded
-// server works, and SECURITY.md's warning holds: its client port takes
-// clients without credentials even when `node serve` is given some.
-func TestDocsEmbeddedServerHasNoAuth(t *testing.T) {
+// TestDocsEmbeddedServerAuth: the documented way to run the embedded server
+// works, and, as SECURITY.md says, given -nats-user and -nats-password its
+// client port refuses clients without them.
+func TestDocsEmbeddedServerAuth(t *testing.T) {
 	_, doc := docArgs(t, docServeEmbedded, nil, nil)
 	serveDoc(t, slices.Concat(doc, []string{"-nats-store", t.TempDir()}))
 
 	args := slices.Concat(doc, []string{"-type", "room", "-tcp", "", "-ws", "", "-nats-store", t.TempDir(),
-		"-nats-user", "nopal", "-nats-password", "not-checked"})
+		"-nats-user", "nopal", "-nats-password", "checked"})
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -657,8 +657,11 @@ func TestDocsEmbeddedServerHasNoAuth(t *testing.T) {
 	if url == "" {
 		t.Fatal("the embedded server did not say where it listens")
 	}
-	out, err := runDoc(t, []string{"servers", "-nats", url})
+	if out, err := runDoc(t, []string{"servers", "-nats", url}); err == nil {
+		t.Fatalf("a client without credentials was let in (update SECURITY.md):\n%s", out)
+	}
+	out, err := runDoc(t, []string{"servers", "-nats", url, "-nats-user", "nopal", "-nats-password", "checked"})
 	if err != nil || !strings.Contains(out, "room-") {
-		t.Fatalf("a client without credentials was refused (update SECURITY.md): %v\n%s", err, out)
+		t.Fatalf("a client with the credentials was refused: %v\n%s", err, out)
 	}
 }

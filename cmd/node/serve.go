@@ -158,6 +158,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 				ClusterName: *natsClusterName, ClusterListen: *natsClusterListen, Routes: splitList(*natsRoutes),
 			}
 		}
+		// An embedded server requires -nats-user and -nats-password when
+		// they are given, from every client, this process's included.
+		bcfg.Embedded.User, bcfg.Embedded.Password = bus.user, bus.password
 		cfg.Cluster = &nopal.ClusterConfig{Bus: bcfg, Traffic: *traffic, RequestTimeout: *timeout,
 			Jobs: &nopal.JobsConfig{AckWait: *jobAckWait, Concurrency: *jobConcurrency}}
 		cfg.Metrics = metricsFor(i)
