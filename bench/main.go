@@ -19,6 +19,10 @@ commands:
   jobs-server  run an embedded NATS server (file storage) and a reliable.Worker
                of server type "bench"; print "NATS url", "READY"
   suite        run every scenario against both servers and print one table
+  resume       session resume: its cost when nobody drops, and the time to
+               resume a session that missed pushes, beside the TCP-echo floor
+  resume-server
+               the server of the resume benchmark
   chat         hold -conns (20,000) TCP and WebSocket connections in rooms of
                50 sending 1 message/s each to one chat-server, next to the
                relay floor, and print one table (not part of the suite)
@@ -56,6 +60,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdJobsServer(args[1:], stdin, stdout, stderr)
 	case "suite":
 		return cmdSuite(args[1:], stdout, stderr)
+	case "resume":
+		return cmdResume(args[1:], stdout, stderr)
+	case "resume-server":
+		return cmdResumeServer(args[1:], stdin, stdout, stderr)
 	case "chat":
 		return cmdChat(args[1:], stdout, stderr)
 	case "chat-server":
