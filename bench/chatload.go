@@ -179,6 +179,8 @@ func checkChatOptions(o chatOptions) error {
 		return errors.New("chat: -sources must be in [1, 250]")
 	case o.Rate > 1000:
 		return errors.New("chat: -rate above 1000 messages/s per connection")
+	case o.Conns > 250000:
+		return errors.New("chat: -conns above 250000")
 	}
 	return nil
 }
