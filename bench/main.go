@@ -23,6 +23,8 @@ commands:
                resume a session that missed pushes, beside the TCP-echo floor
   resume-server
                the server of the resume benchmark
+  storm        a reconnect storm: clients on two frontends drop at once and
+               resume; counts lost and repeated pushes and stale bindings
   chat         hold -conns (20,000) TCP and WebSocket connections in rooms of
                50 sending 1 message/s each to one chat-server, next to the
                relay floor, and print one table (not part of the suite)
@@ -62,6 +64,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdSuite(args[1:], stdout, stderr)
 	case "resume":
 		return cmdResume(args[1:], stdout, stderr)
+	case "storm":
+		return cmdStorm(args[1:], stdout, stderr)
 	case "resume-server":
 		return cmdResumeServer(args[1:], stdin, stdout, stderr)
 	case "chat":

@@ -32,3 +32,17 @@ func TestResumeSmall(t *testing.T) {
 		t.Errorf("table:\n%s", out.String())
 	}
 }
+
+// TestStormSmall: a small reconnect storm leaves every session whole.
+func TestStormSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	r, err := runStorm(40, 40, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Lost+r.Duplicated+r.OutOfOrder+r.Orphaned > 0 || r.Sessions != 40 {
+		t.Fatalf("storm: %+v", r)
+	}
+}
