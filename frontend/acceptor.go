@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/nopal-dev/nopal/codec"
 )
@@ -134,21 +135,29 @@ func (a *TCPAcceptor) Serve() error {
 	if ln == nil {
 		return errors.New("frontend: tcp acceptor not listening")
 	}
+	return a.serve(ln)
+}
+
+// serve accepts on ln until Stop. An accept error other than the listener
+// closing (out of file descriptors, a connection aborted before accept)
+// does not stop the acceptor: it retries with a backoff from 5 ms to 1 s,
+// as net/http does, and serves again once the condition passes.
+func (a *TCPAcceptor) serve(ln net.Listener) error {
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			a.mu.Lock()
 			stopped := a.stopped
 			a.mu.Unlock()
-			if stopped {
+			if stopped || errors.Is(err, net.ErrClosed) {
 				return ErrAcceptorStopped
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("frontend: tcp accept: %w", err)
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff) // nothing to wait on: the condition is the kernel's
+			continue
 		}
+		backoff = 0
 		a.conns <- &tcpConn{Conn: c, r: codec.NewPacketReader(c, a.opts.pool, a.opts.maxBody), maxBody: a.opts.maxBody}
 	}
 }

@@ -58,6 +58,7 @@ type agent struct {
 	closed   bool
 	busy     bool // a request is being handled
 	draining bool
+	deadline int64 // unix nanoseconds when the write deadline was last set (the writer's)
 }
 
 func (a *agent) link() *link { return a.lk.Load() }
@@ -153,7 +154,7 @@ func (a *agent) reply(pkt []byte) error {
 	a.writing = true
 	a.mu.Unlock()
 
-	err := a.conn.SetWriteDeadline(time.Now().Add(a.f.cfg.WriteTimeout))
+	err := a.armWrite()
 	if err == nil {
 		_, err = a.conn.Write(pkt)
 	}
@@ -172,6 +173,19 @@ func (a *agent) reply(pkt []byte) error {
 		go a.write()
 	}
 	return err
+}
+
+// armWrite sets the write deadline, WriteTimeout from now, unless the one
+// set last is younger than a second (or half the timeout, if shorter): a
+// write always gets at least half its timeout, and a busy connection does
+// not reset a timer per packet. Only the goroutine writing calls it.
+func (a *agent) armWrite() error {
+	now := time.Now()
+	if a.deadline != 0 && now.UnixNano()-a.deadline < int64(min(time.Second, a.f.cfg.WriteTimeout/2)) {
+		return nil
+	}
+	a.deadline = now.UnixNano()
+	return a.conn.SetWriteDeadline(now.Add(a.f.cfg.WriteTimeout))
 }
 
 func (a *agent) closeAfterFlush() {
@@ -209,7 +223,7 @@ func (a *agent) write() {
 		a.queue, a.spare = a.spare[:0], nil
 		a.mu.Unlock()
 
-		err := a.conn.SetWriteDeadline(time.Now().Add(a.f.cfg.WriteTimeout))
+		err := a.armWrite()
 		if err == nil {
 			if bw, ok := a.conn.(BatchWriter); ok {
 				err = bw.WriteBatch(batch)
