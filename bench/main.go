@@ -23,6 +23,7 @@ commands:
                resume a session that missed pushes, beside the TCP-echo floor
   resume-server
                the server of the resume benchmark
+  durable      the cost of durable pushes (every push also kept in the bus)
   storm        a reconnect storm: clients on two frontends drop at once and
                resume; counts lost and repeated pushes and stale bindings
   chat         hold -conns (20,000) TCP and WebSocket connections in rooms of
@@ -64,6 +65,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdSuite(args[1:], stdout, stderr)
 	case "resume":
 		return cmdResume(args[1:], stdout, stderr)
+	case "durable":
+		return cmdDurable(args[1:], stdout, stderr)
 	case "storm":
 		return cmdStorm(args[1:], stdout, stderr)
 	case "resume-server":

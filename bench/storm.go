@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,20 +74,29 @@ func cmdStorm(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runStorm(clients, pushes int, log io.Writer) (*StormResult, error) {
+// stormCluster is an in-process cluster: an embedded NATS server owned by
+// the backend, and two frontends.
+type stormCluster struct {
+	back, feA, feB *nopal.App
+	addrA, addrB   string
+	apps           []*nopal.App
+}
+
+func (c *stormCluster) stop() {
+	for i := len(c.apps) - 1; i >= 0; i-- {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = c.apps[i].Shutdown(sctx)
+		cancel()
+	}
+}
+
+func startStormCluster(log io.Writer, resume frontend.ResumeConfig) (*stormCluster, error) {
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelError}))
-	var apps []*nopal.App
-	defer func() {
-		for i := len(apps) - 1; i >= 0; i-- {
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_ = apps[i].Shutdown(sctx)
-			cancel()
-		}
-	}()
+	sc := &stormCluster{}
 	start := func(svType, id string, bus stream.Config, inProc *nopal.App, front bool) (*nopal.App, string, error) {
 		app, err := nopal.New(nopal.Config{
-			ServerType: svType, ServerID: id, Logger: quiet, Heartbeat: time.Minute,
+			ServerType: svType, ServerID: id, Logger: quiet, Heartbeat: time.Minute, Resume: resume,
 			Cluster: &nopal.ClusterConfig{Bus: bus, Traffic: false, RequestTimeout: 10 * time.Second},
 		})
 		if err != nil {
@@ -105,30 +115,43 @@ func runStorm(clients, pushes int, log io.Writer) (*StormResult, error) {
 		if err := app.Start(ctx); err != nil {
 			return nil, "", err
 		}
-		apps = append(apps, app)
+		sc.apps = append(sc.apps, app)
 		if tcp != nil {
 			return app, tcp.Addr().String(), nil
 		}
 		return app, "", nil
 	}
-	back, _, err := start("storm", "storm-back", stream.Config{}, nil, false)
-	if err != nil {
+	var err error
+	if sc.back, _, err = start("storm", "storm-back", stream.Config{}, nil, false); err != nil {
+		sc.stop()
 		return nil, err
 	}
-	feA, addrA, err := start("front", "front-a", stream.Config{}, back, true)
-	if err != nil {
+	if sc.feA, sc.addrA, err = start("front", "front-a", stream.Config{}, sc.back, true); err != nil {
+		sc.stop()
 		return nil, err
 	}
-	feB, addrB, err := start("front", "front-b", stream.Config{}, back, true)
-	if err != nil {
+	if sc.feB, sc.addrB, err = start("front", "front-b", stream.Config{}, sc.back, true); err != nil {
+		sc.stop()
 		return nil, err
 	}
-	for deadline := time.Now().Add(10 * time.Second); len(back.Discovery().ServersByType("front")) < 2; {
+	for deadline := time.Now().Add(10 * time.Second); len(sc.back.Discovery().ServersByType("front")) < 2; {
 		if time.Now().After(deadline) {
+			sc.stop()
 			return nil, errors.New("the backend does not see both frontends")
 		}
 		time.Sleep(10 * time.Millisecond) // discovery has no "seen both" event
 	}
+	return sc, nil
+}
+
+func runStorm(clients, pushes int, log io.Writer) (*StormResult, error) {
+	ctx := context.Background()
+	sc, err := startStormCluster(log, frontend.ResumeConfig{})
+	if err != nil {
+		return nil, err
+	}
+	defer sc.stop()
+	back, feA, feB, addrA, addrB := sc.back, sc.feA, sc.feB, sc.addrA, sc.addrB
 
 	fmt.Fprintf(log, "storm: %d clients on two frontends, %d pushes each, all dropping half way\n", clients, pushes)
 	began := time.Now()
@@ -273,4 +296,98 @@ func printStorm(w io.Writer, r *StormResult) {
 	fmt.Fprintf(w, "| orphaned or wrong bindings | %d | 0 |\n", r.Orphaned)
 	fmt.Fprintf(w, "| live sessions at the end | %d | %d |\n", r.Sessions, r.Clients)
 	fmt.Fprintf(w, "| drop to resumed, p50 / p99 | %.1f / %.1f ms | |\n", r.ResumeP50Ms, r.ResumeP99Ms)
+}
+
+// DurableResult compares pushes to bound sessions with and without
+// durable pushes (every push also written to the bus).
+type DurableResult struct {
+	Clients         int     `json:"clients"`
+	OffPushesPerS   float64 `json:"off_pushes_per_s"`
+	OnPushesPerS    float64 `json:"on_pushes_per_s"`
+	OffCPUUsPerPush float64 `json:"off_cpu_us_per_push"`
+	OnCPUUsPerPush  float64 `json:"on_cpu_us_per_push"`
+}
+
+// pushRate binds clients on one frontend and pushes to all of them from
+// the backend for d, in batches of one bus message per push; it returns
+// the pushes received per second and this process's CPU per push.
+func pushRate(clients int, d time.Duration, durable bool, log io.Writer) (float64, float64, error) {
+	ctx := context.Background()
+	sc, err := startStormCluster(log, frontend.ResumeConfig{Durable: durable})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sc.stop()
+	uids := make([]string, clients)
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range uids {
+		uids[i] = fmt.Sprintf("d-%d", i)
+		c, err := client.Dial(ctx, sc.addrA, client.WithPushBuffer(1024))
+		if err != nil {
+			return 0, 0, err
+		}
+		defer c.Close()
+		if _, err := c.RequestRaw(ctx, "storm.rs.bind", []byte(uids[i])); err != nil {
+			return 0, 0, err
+		}
+		wg.Go(func() {
+			for {
+				select {
+				case _, ok := <-c.Pushes():
+					if !ok {
+						return
+					}
+					got.Add(1)
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	payload := make([]byte, 64)
+	u0, s0, err := cpuTimes(os.Getpid())
+	if err != nil {
+		return 0, 0, err
+	}
+	t0 := time.Now()
+	g0 := got.Load()
+	for time.Since(t0) < d {
+		if _, err := sc.back.SendPushToUsers(ctx, "onD", payload, uids, ""); err != nil {
+			return 0, 0, err
+		}
+	}
+	n := got.Load() - g0
+	el := time.Since(t0)
+	u1, s1, err := cpuTimes(os.Getpid())
+	if err != nil {
+		return 0, 0, err
+	}
+	close(stop)
+	wg.Wait()
+	return float64(n) / el.Seconds(), float64(u1+s1-u0-s0) * 1e6 / clkTck / float64(max(n, 1)), nil
+}
+
+func cmdDurable(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("durable", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	clients := fs.Int("clients", 100, "bound clients, all pushed to at once")
+	d := fs.Duration("duration", 3*time.Second, "pushing time per mode")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	r := DurableResult{Clients: *clients}
+	var err error
+	fmt.Fprintf(stderr, "durable: %d clients, pushes off then on, %v each\n", *clients, *d)
+	if r.OffPushesPerS, r.OffCPUUsPerPush, err = pushRate(*clients, *d, false, stderr); err != nil {
+		return err
+	}
+	if r.OnPushesPerS, r.OnCPUUsPerPush, err = pushRate(*clients, *d, true, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "| pushes to %d bound sessions (one process: NATS, backend, frontend, clients) | durable off | durable on | on / off |\n|---|---|---|---|\n", r.Clients)
+	fmt.Fprintf(stdout, "| pushes delivered per second | %.0f | %.0f | %.2f× |\n", r.OffPushesPerS, r.OnPushesPerS, r.OnPushesPerS/r.OffPushesPerS)
+	fmt.Fprintf(stdout, "| CPU µs per push (whole process) | %.1f | %.1f | %.2f× |\n", r.OffCPUUsPerPush, r.OnCPUUsPerPush, r.OnCPUUsPerPush/r.OffCPUUsPerPush)
+	return nil
 }
