@@ -26,7 +26,9 @@ import (
 // The reconnect storm (`bench storm`): clients bound on two frontends of
 // one cluster (an embedded NATS server, a backend, two frontends, all in
 // this process) get numbered pushes from the backend; half way, every
-// client drops its connection at once and resumes while the pushes go on. Every session must come back whole: each client
+// client drops its connection at once and resumes while the pushes go on:
+// half of them on their own frontend (client.WithAutoResume), half on the
+// other one (the session moves). Every session must come back whole: each client
 // gets every push once, in order, and each uid's binding points at the
 // frontend that holds its session.
 
@@ -167,9 +169,13 @@ func runStorm(clients, pushes int, log io.Writer) (*StormResult, error) {
 			home, other = addrB, addrA
 		}
 		wg.Go(func() {
-			// A client resumes on its own frontend, or on the other if
-			// its own does not answer.
-			c, err := client.Dial(ctx, home, client.WithAutoResume(30*time.Second, other), client.WithPushBuffer(pushes+16))
+			// Even clients resume by themselves on their own frontend;
+			// odd ones ("movers") resume on the other frontend, by hand.
+			opts := []client.Option{client.WithPushBuffer(pushes + 16)}
+			if i%2 == 0 {
+				opts = append(opts, client.WithAutoResume(30*time.Second, other))
+			}
+			c, err := client.Dial(ctx, home, opts...)
 			if err == nil {
 				_, err = c.RequestRaw(ctx, "storm.rs.bind", []byte(uids[i]))
 			}
@@ -214,18 +220,23 @@ func runStorm(clients, pushes int, log io.Writer) (*StormResult, error) {
 		pushed <- nil
 	}()
 	for i, c := range cls {
+		other := addrB
+		if i%2 == 1 {
+			other = addrA
+		}
 		wg.Go(func() {
 			next := uint64(1)
 			drop := half // nil once dropped
 			timeout := time.NewTimer(20 * time.Second)
 			defer timeout.Stop()
+			pushesC := c.Pushes()
 			for next <= uint64(pushes) {
 				select {
 				case <-drop:
 					drop = nil
-					{
+					t0 := time.Now()
+					if i%2 == 0 {
 						before := c.Resumes()
-						t0 := time.Now()
 						c.Drop()
 						go func() {
 							for c.Resumes() == before && c.Err() == nil {
@@ -233,8 +244,31 @@ func runStorm(clients, pushes int, log io.Writer) (*StormResult, error) {
 							}
 							resumeLat[i] = int64(time.Since(t0))
 						}()
+						continue
 					}
-				case p, ok := <-c.Pushes():
+					// A mover: its connection ends; it counts what it
+					// got, then resumes on the other frontend.
+					token := c.ResumeToken()
+					c.Drop()
+					for p := range pushesC { // until the old reader stops
+						n := binary.BigEndian.Uint64(p.Data)
+						if n == next {
+							next++
+						} else if n < next {
+							dup.Add(1)
+						}
+					}
+					nc, err := client.Dial(ctx, other, client.WithResume(token, c.PushesReceived()), client.WithPushBuffer(pushes+16))
+					if err != nil || !nc.Handshake().Sys.Resumed {
+						lost.Add(int64(uint64(pushes) - next + 1))
+						return
+					}
+					resumeLat[i] = int64(time.Since(t0))
+					mu.Lock()
+					cls[i] = nc // closed with the others
+					mu.Unlock()
+					pushesC = nc.Pushes()
+				case p, ok := <-pushesC:
 					if !ok {
 						lost.Add(int64(uint64(pushes) - next + 1))
 						return
