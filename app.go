@@ -10,11 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"unicode/utf8"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"go.opentelemetry.io/otel/trace"
@@ -50,6 +50,9 @@ type Config struct {
 	Dictionary map[string]uint16
 	// RouteCompression numbers every handler route into the dictionary.
 	RouteCompression bool
+	// MaxConnections bounds the client connections of the frontend (0: no
+	// bound); past it a client's handshake is refused with code 503.
+	MaxConnections int
 	// SendQueueSize and WriteTimeout bound what a slow client may hold
 	// (defaults 512 packets, 10 s).
 	SendQueueSize int
@@ -396,6 +399,7 @@ func (a *App) startFrontend(ctx context.Context) error {
 		Heartbeat:           a.cfg.Heartbeat,
 		HandshakeTimeout:    a.cfg.HandshakeTimeout,
 		SendQueueSize:       a.cfg.SendQueueSize,
+		MaxConnections:      a.cfg.MaxConnections,
 		WriteTimeout:        a.cfg.WriteTimeout,
 		HandshakeValidators: a.validators,
 		Logger:              a.log,

@@ -46,7 +46,7 @@ type observer struct {
 
 	// The frontend's counters at the last sample: each sample adds what
 	// they gained since (accessed by the sampling goroutine only).
-	lastMalformed, lastHandshake, lastHeartbeat, lastSlow int64
+	lastMalformed, lastHandshake, lastHeartbeat, lastSlow, lastRefused int64
 }
 
 func newObserver(a *App) (*observer, error) {
@@ -169,6 +169,7 @@ func (o *observer) sampleOnce(a *App) {
 		o.set.AddHandshakeFailures(delta(&o.lastHandshake, st.HandshakeFailed.Load()))
 		o.set.AddHeartbeatTimeouts(delta(&o.lastHeartbeat, st.HeartbeatTimeouts.Load()))
 		o.set.AddSlowClients(delta(&o.lastSlow, st.SlowClients.Load()))
+		o.set.AddRefusedConnections(delta(&o.lastRefused, st.Refused.Load()))
 	}
 	if c := a.cluster(); c != nil {
 		var dropped int

@@ -49,4 +49,8 @@ type HandshakeResponse struct {
 const (
 	HandshakeOK     = 200
 	HandshakeFailed = 400
+	// HandshakeUnavailable refuses a client because the server holds as
+	// many connections as it may (a Nopal addition: clients treat any code
+	// but 200 as a refusal).
+	HandshakeUnavailable = 503
 )

@@ -57,6 +57,10 @@ type Config struct {
 	// HandshakeTimeout closes sockets that do not handshake in time
 	// (default 10 s).
 	HandshakeTimeout time.Duration
+	// MaxConnections bounds the connections held at once (0: no bound).
+	// Past it a new connection gets a handshake answer with code 503 and
+	// is closed: Pitaya clients see a refused handshake.
+	MaxConnections int
 	// SendQueueSize bounds the packets waiting to be written to one client
 	// (default 512); a client that lets it fill is disconnected.
 	SendQueueSize int
@@ -121,6 +125,7 @@ type Stats struct {
 	HeartbeatTimeouts atomic.Int64
 	SlowClients       atomic.Int64 // disconnected because their send queue filled
 	RateLimited       atomic.Int64 // requests answered with PIT-429
+	Refused           atomic.Int64 // connections refused: MaxConnections reached
 	Suspended         atomic.Int64 // sessions suspended when their connection dropped
 	Resumed           atomic.Int64 // sessions resumed by a reconnecting client
 	ResumeFailed      atomic.Int64 // resumes refused: the client got a fresh session
@@ -138,6 +143,7 @@ type Frontend struct {
 	stats Stats
 
 	handshakeOK, handshakeRefused []byte
+	handshakeFull                 []byte // code 503: MaxConnections reached
 	hsSys                         codec.HandshakeResponseSys
 
 	conns sync.WaitGroup
@@ -188,6 +194,8 @@ func New(cfg Config) (*Frontend, error) {
 		return nil, err
 	}
 	f.handshakeRefused, _ = codec.AppendPacket(nil, codec.Handshake, refused)
+	full, _ := json.Marshal(codec.HandshakeResponse{Code: codec.HandshakeUnavailable})
+	f.handshakeFull, _ = codec.AppendPacket(nil, codec.Handshake, full)
 	return f, nil
 }
 
@@ -250,6 +258,11 @@ func (f *Frontend) Start(ctx context.Context) error {
 }
 
 func (f *Frontend) accept(ctx context.Context, c PlayerConn) {
+	if n := f.cfg.MaxConnections; n > 0 && f.stats.Connected.Load() >= int64(n) {
+		f.stats.Refused.Add(1)
+		go f.refuse(c)
+		return
+	}
 	a := &agent{f: f, conn: c, maxBody: maxPacketSize(c)}
 	l := f.newLink(a)
 	l.sess = f.pool.New(l)
@@ -273,6 +286,21 @@ func (f *Frontend) accept(ctx context.Context, c PlayerConn) {
 		}
 	})
 	go a.run(ctx)
+}
+
+// refuse answers a connection past MaxConnections: it waits briefly for
+// the client's handshake (a client reads nothing before sending it),
+// answers code 503, and closes.
+func (f *Frontend) refuse(c PlayerConn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	pkt, err := c.GetNextMessage()
+	if err != nil {
+		return
+	}
+	if t, _, err := codec.ParsePacket(pkt, 0); err == nil && t == codec.Handshake {
+		_, _ = c.Write(f.handshakeFull)
+	}
 }
 
 func (f *Frontend) remove(a *agent) {

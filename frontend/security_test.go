@@ -366,3 +366,31 @@ func TestTLSAcceptors(t *testing.T) {
 		}
 	})
 }
+
+// Past MaxConnections a client's handshake is refused with code 503 and
+// its connection closed; the clients already in are untouched, and once
+// one leaves a new one gets in.
+func TestMaxConnections(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		s := startServer(t, nopal.Config{MaxConnections: 2, Resume: frontend.ResumeConfig{Off: true}}, serverOpts{})
+		a, b := tr.dial(t, s), tr.dial(t, s)
+		a.ready()
+		b.ready()
+		over := tr.dial(t, s)
+		over.write(packet(codec.Handshake, []byte(`{"sys":{"platform":"test"}}`)))
+		if hs := over.handshakeResponse(); hs.Code != codec.HandshakeUnavailable {
+			t.Fatalf("handshake past the limit: code %d", hs.Code)
+		}
+		over.expectClosed()
+		if n := s.stats().Refused.Load(); n != 1 {
+			t.Errorf("Refused %d", n)
+		}
+		a.echo(1)
+		b.echo(1)
+		_ = a.close()
+		eventually(t, "the frontend to count a's close", func() bool { return s.stats().Connected.Load() == 1 })
+		c := tr.dial(t, s)
+		c.ready()
+		c.echo(1)
+	})
+}

@@ -36,6 +36,9 @@ const (
 	// SlowClients is a counter of clients disconnected because their send
 	// queue filled (a Nopal addition).
 	SlowClients = "acceptor_slow_clients"
+	// RefusedConnections is a counter of connections refused because the
+	// frontend held MaxConnections.
+	RefusedConnections = "acceptor_refused_connections"
 	// CountServers is a gauge of the servers discovered, by server type.
 	// Labels: type.
 	CountServers = "service_discovery_count_servers"

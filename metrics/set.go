@@ -152,6 +152,7 @@ type Set struct {
 	hsFailures  prometheus.Counter
 	hbTimeouts  prometheus.Counter
 	slowClients prometheus.Counter
+	refused     prometheus.Counter
 	dropped     prometheus.Gauge
 	droppedN    atomic.Int64
 	goroutines  prometheus.Gauge
@@ -235,6 +236,7 @@ func NewSet(cfg Config, reporters ...Reporter) (*Set, error) {
 	s.hsFailures = s.builtinCounter(HandshakeFailures, "the number of client handshakes refused", nil).WithLabelValues()
 	s.hbTimeouts = s.builtinCounter(HeartbeatTimeouts, "the number of client connections closed for missing heartbeats", nil).WithLabelValues()
 	s.slowClients = s.builtinCounter(SlowClients, "the number of clients disconnected because their send queue filled", nil).WithLabelValues()
+	s.refused = s.builtinCounter(RefusedConnections, "the number of connections refused because the frontend held its maximum", nil).WithLabelValues()
 
 	if err := s.addCustom(cfg.Custom); err != nil {
 		return nil, err
@@ -547,6 +549,9 @@ func (s *Set) AddHeartbeatTimeouts(n int) { s.addCounter(s.hbTimeouts, Heartbeat
 
 // AddSlowClients counts n clients disconnected for a full send queue.
 func (s *Set) AddSlowClients(n int) { s.addCounter(s.slowClients, SlowClients, n) }
+
+// AddRefusedConnections counts n connections refused at MaxConnections.
+func (s *Set) AddRefusedConnections(n int) { s.addCounter(s.refused, RefusedConnections, n) }
 
 // addCounter adds n > 0 to a built-in counter without labels and forwards
 // it to the extra Reporters; n <= 0 does nothing (counters only go up).

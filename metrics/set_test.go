@@ -230,6 +230,7 @@ func TestEveryBuiltinRegistered(t *testing.T) {
 		"pitaya_acceptor_handshake_failures":     "COUNTER",
 		"pitaya_acceptor_heartbeat_timeouts":     "COUNTER",
 		"pitaya_acceptor_slow_clients":           "COUNTER",
+		"pitaya_acceptor_refused_connections":    "COUNTER",
 		"pitaya_service_discovery_count_servers": "GAUGE",
 		"pitaya_rpc_server_dropped_messages":     "GAUGE",
 		"pitaya_channel_channel_capacity":        "GAUGE",

@@ -55,6 +55,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	anyOrigin := fs.Bool("ws-any-origin", false, "accept WebSocket upgrades from any browser origin")
 	rate := fs.Int("rate-limit", 0, "requests per --rate-interval per connection (0: no limit)")
 	rateInterval := fs.Duration("rate-interval", time.Second, "rate limit interval")
+	maxConns := fs.Int("max-conns", 0, "client connections a frontend holds at once; past it handshakes are refused with code 503 (0: no limit)")
 	var bus busFlags
 	bus.register(fs)
 	natsListen := fs.String("nats-listen", "", "embedded NATS: client address other nodes and `node replay` connect to (empty: in-process only)")
@@ -106,7 +107,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			app.AddAcceptor(frontend.WithWrappers(frontend.NewWSAcceptor(*ws, opts...), wrappers...))
 		}
 	}
-	base := nopal.Config{Heartbeat: *heartbeat, Compress: *compress, Logger: log, ServerID: *id,
+	base := nopal.Config{Heartbeat: *heartbeat, Compress: *compress, Logger: log, ServerID: *id, MaxConnections: *maxConns,
 		Resume: frontend.ResumeConfig{Off: *resumeGrace <= 0, Grace: *resumeGrace, Durable: *durable}}
 	if *tracing {
 		tp, err := metrics.TracerProviderFromEnv(context.WithoutCancel(ctx), "nopal")
