@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
@@ -49,6 +50,7 @@ type WSAcceptor struct {
 	upgrader websocket.Upgrader
 	http     http.Handler
 	conns    chan PlayerConn
+	corkBufs sync.Pool // *[]byte: the frames of one batch, written at once
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -141,17 +143,87 @@ func (a *WSAcceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	c, err := a.upgrader.Upgrade(w, r, nil)
+	hw := &hijackCork{ResponseWriter: w, pool: &a.corkBufs}
+	c, err := a.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
 	c.SetReadLimit(int64(a.opts.maxBody) + codec.HeaderLength)
-	a.conns <- &wsConn{ws: c, maxBody: a.opts.maxBody}
+	a.conns <- &wsConn{ws: c, maxBody: a.opts.maxBody, cork: hw.conn}
+}
+
+// hijackCork hands the WebSocket library a connection that can hold its
+// writes back (corkConn), so a batch of packets, one frame each, leaves in
+// one write instead of one write per frame.
+type hijackCork struct {
+	http.ResponseWriter
+	pool *sync.Pool
+	conn *corkConn
+}
+
+func (h *hijackCork) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("frontend: the HTTP server cannot hand over connections")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = &corkConn{Conn: c, pool: h.pool}
+	return h.conn, brw, nil
+}
+
+// corkConn passes writes through, except between cork and uncork, when it
+// keeps them (copied: the library reuses its buffer) and writes them all
+// at uncork. Control frames the library writes meanwhile (a pong) join the
+// batch; outside a batch they go straight out, whole, like any write.
+type corkConn struct {
+	net.Conn
+	pool *sync.Pool
+
+	mu     sync.Mutex
+	corked *[]byte
+}
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.corked != nil {
+		*c.corked = append(*c.corked, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *corkConn) cork() {
+	b, _ := c.pool.Get().(*[]byte)
+	if b == nil {
+		b = new([]byte)
+	}
+	c.mu.Lock()
+	c.corked = b
+	c.mu.Unlock()
+}
+
+func (c *corkConn) uncork() error {
+	c.mu.Lock()
+	b := c.corked
+	c.corked = nil
+	c.mu.Unlock()
+	_, err := c.Conn.Write(*b)
+	if cap(*b) <= 64<<10 {
+		*b = (*b)[:0]
+		c.pool.Put(b)
+	}
+	return err
 }
 
 // wsConn adapts a WebSocket to a PlayerConn: one binary frame per packet.
 type wsConn struct {
 	ws      *websocket.Conn
+	cork    *corkConn // the connection under ws
 	maxBody int
 	buf     bytes.Buffer
 	reader  io.Reader // for Read
@@ -222,15 +294,29 @@ func (c *wsConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// WriteBatch writes the packets, a frame each, in one write to the socket.
 func (c *wsConn) WriteBatch(pkts [][]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if len(pkts) == 1 || c.cork == nil {
+		for _, p := range pkts {
+			if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	c.cork.cork()
+	var err error
 	for _, p := range pkts {
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-			return err
+		if err = c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+			break
 		}
 	}
-	return nil
+	if uerr := c.cork.uncork(); err == nil {
+		err = uerr
+	}
+	return err
 }
 
 func (c *wsConn) Close() error                       { return c.ws.Close() }
