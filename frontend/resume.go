@@ -258,19 +258,22 @@ func (l *link) push(pkt []byte, id uint64) error {
 		l.held = append(l.held, MissedPush{ID: id, Pkt: pkt})
 		return nil
 	}
-	resumable := l.secret != ""
-	if resumable {
-		l.sent++
-		l.keep(pkt, id)
-		if l.f.cfg.Resume.Durable && l.f.cfg.Resume.Cluster != nil && l.sess.UID() != "" {
-			l.f.cfg.Resume.Cluster.Keep(l.sess, l.token(), MissedPush{Seq: l.sent, ID: id, Pkt: pkt})
-		}
+	var err error
+	if l.ag != nil {
+		err = l.ag.send(pkt)
 	}
-	if l.ag == nil {
-		return nil // suspended: kept for the resume
+	if l.secret == "" {
+		return err // no resume: nothing to keep
 	}
-	err := l.ag.send(pkt)
-	if resumable && errors.Is(err, ErrConnClosed) && !l.noResume {
+	l.sent++
+	// A push that did not reach a queue (suspended, or the connection is
+	// going) is one the client surely misses: kept like a suspended
+	// session's, beyond Buffer.
+	l.keep(pkt, id, l.ag == nil || err != nil)
+	if l.f.cfg.Resume.Durable && l.f.cfg.Resume.Cluster != nil && l.sess.UID() != "" {
+		l.f.cfg.Resume.Cluster.Keep(l.sess, l.token(), MissedPush{Seq: l.sent, ID: id, Pkt: pkt})
+	}
+	if errors.Is(err, ErrConnClosed) && !l.noResume {
 		return nil // the connection is going: kept for the resume
 	}
 	return err
@@ -283,11 +286,12 @@ type kept struct {
 }
 
 // keep adds the push just numbered l.sent to the ring. A connected session
-// keeps its latest Buffer pushes, a suspended one its latest MaxMissed.
-func (l *link) keep(pkt []byte, id uint64) {
+// keeps its latest Buffer pushes, a suspended one (or one whose connection
+// is going: away) its latest MaxMissed.
+func (l *link) keep(pkt []byte, id uint64, away bool) {
 	rc := &l.f.cfg.Resume
 	n := rc.Buffer
-	if l.state == linkSuspended {
+	if away || l.state == linkSuspended {
 		n = rc.MaxMissed
 	}
 	switch {
@@ -727,7 +731,7 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 	pkts = append(pkts, nil) // the handshake response, once the token is known
 	for _, p := range h.Missed {
 		l.sent = p.Seq
-		l.keep(p.Pkt, p.ID)
+		l.keep(p.Pkt, p.ID, false)
 		l.seenID(p.ID)
 		pkts = append(pkts, p.Pkt)
 	}
@@ -742,7 +746,7 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 			l.seen[p.ID] = struct{}{}
 		}
 		l.sent++
-		l.keep(p.Pkt, p.ID)
+		l.keep(p.Pkt, p.ID, false)
 		pkts = append(pkts, p.Pkt)
 	}
 	for _, p := range h.Extra {
