@@ -61,7 +61,9 @@ type WSAcceptor struct {
 // NewWSAcceptor returns a WebSocket acceptor for addr.
 func NewWSAcceptor(addr string, opts ...WSOption) *WSAcceptor {
 	a := &WSAcceptor{addr: addr, opts: newAcceptorOptions(nil), conns: make(chan PlayerConn)}
-	a.upgrader.ReadBufferSize = 1024
+	// Frame headers and small frames only: payloads are read through it
+	// into the connection's own buffer.
+	a.upgrader.ReadBufferSize = 256
 	a.upgrader.WriteBufferSize = 1024
 	a.upgrader.WriteBufferPool = &sync.Pool{}
 	for _, o := range opts {
@@ -225,9 +227,12 @@ type wsConn struct {
 	ws      *websocket.Conn
 	cork    *corkConn // the connection under ws
 	maxBody int
-	buf     bytes.Buffer
-	reader  io.Reader // for Read
-	wmu     sync.Mutex
+	// small holds a frame that fits (most game packets do), buf a larger
+	// one: an idle connection holds no grown buffer.
+	small  [128]byte
+	buf    bytes.Buffer
+	reader io.Reader // for Read
+	wmu    sync.Mutex
 }
 
 // MaxPacketSize implements PacketLimited.
@@ -241,11 +246,22 @@ func (c *wsConn) GetNextMessage() ([]byte, error) {
 	if mt != websocket.BinaryMessage {
 		return nil, ErrTextFrame
 	}
-	c.buf.Reset()
-	if _, err := c.buf.ReadFrom(r); err != nil {
+	// Most packets fit the inline array; a larger one goes to buf.
+	var b []byte
+	n, err := io.ReadFull(r, c.small[:])
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		b = c.small[:n] // the whole frame
+	case err != nil:
 		return nil, err
+	default:
+		c.buf.Reset()
+		c.buf.Write(c.small[:])
+		if _, err := c.buf.ReadFrom(r); err != nil {
+			return nil, err
+		}
+		b = c.buf.Bytes()
 	}
-	b := c.buf.Bytes()
 	if len(b) < codec.HeaderLength {
 		// Bad input, not the peer going away (which an io.ErrUnexpectedEOF
 		// from ParsePacket would read as).
