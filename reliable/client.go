@@ -233,21 +233,29 @@ func (c *Client) List(ctx context.Context, f Filter) (Page, error) {
 		}
 		after = &cur
 	}
-	var jobs []Job
+	// The scan may see a job twice (rewritten while it ran): the newest
+	// revision counts, filtered once all are in.
+	latest := map[string]*record{}
 	err := c.s.scan(ctx, f.Since, func(r *record) bool {
+		if cur, ok := latest[r.JID]; !ok || r.Revision > cur.Revision {
+			latest[r.JID] = r
+		}
+		return true
+	})
+	if err != nil {
+		return Page{}, err
+	}
+	var jobs []Job
+	for _, r := range latest {
 		switch {
 		case len(f.States) > 0 && !slices.Contains(f.States, r.State),
 			f.Route != "" && r.Route != f.Route && !(strings.HasSuffix(f.Route, ".") && strings.HasPrefix(r.Route, f.Route)),
 			!f.Since.IsZero() && r.Created.Before(f.Since),
 			!f.Until.IsZero() && !r.Created.Before(f.Until),
 			after != nil && !after.before(r.Created, r.JID):
-			return true
+			continue
 		}
 		jobs = append(jobs, r.Job)
-		return true
-	})
-	if err != nil {
-		return Page{}, err
 	}
 	slices.SortFunc(jobs, func(a, b Job) int {
 		if c := a.Created.Compare(b.Created); c != 0 {

@@ -720,3 +720,46 @@ func TestLongJobKeepsItsLease(t *testing.T) {
 		t.Fatalf("job %+v, %v, %d calls", j, err, calls.Load())
 	}
 }
+
+// List sees every job while a worker rewrites their records (queued,
+// running, succeeded): a record rewritten during a scan loses its old
+// revision and gets a new one at the stream's end, which the scan reads.
+func TestListWhileJobsChange(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	ctx := testCtx(t)
+	const n = 300
+	jids := make([]string, 0, n)
+	for i := range n {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids = append(jids, jid)
+	}
+	_, inv := newMailer(t, "a")
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 4})
+	for round := 0; ; round++ {
+		page, err := c.List(ctx, reliable.Filter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]reliable.State{}
+		for _, j := range page.Jobs {
+			seen[j.JID] = j.State
+		}
+		done := 0
+		for _, jid := range jids {
+			s, ok := seen[jid]
+			if !ok {
+				t.Fatalf("round %d: List left out %s (%d jobs listed)", round, jid, len(page.Jobs))
+			}
+			if s == reliable.Succeeded {
+				done++
+			}
+		}
+		if done == n {
+			return
+		}
+	}
+}

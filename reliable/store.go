@@ -239,9 +239,18 @@ func (s *store) publishDLQ(ctx context.Context, r *record) error {
 	return nil
 }
 
+// scanOvertime bounds how long a scan reads past the end it started with.
+const scanOvertime = 5 * time.Second
+
 // scan calls fn with every record last updated at or after since (all when
-// since is zero), reading the bucket's stream once with an ordered consumer.
+// since is zero), reading the bucket's stream with an ordered consumer.
 // fn returning false stops the scan.
+//
+// The bucket keeps one revision per job: a job rewritten during the scan
+// loses its old message and gets a new one past the stream's last sequence
+// at the start. So the scan reads past that point until nothing is pending
+// (for at most scanOvertime, under a steady stream of writes), and fn may
+// see a job twice: the caller keeps the newest revision.
 func (s *store) scan(ctx context.Context, since time.Time, fn func(*record) bool) error {
 	st, err := s.js.Stream(ctx, s.kvStream)
 	if err != nil {
@@ -265,6 +274,8 @@ func (s *store) scan(ctx context.Context, since time.Time, fn func(*record) bool
 	if err != nil {
 		return fmt.Errorf("reliable: scan: %w", err)
 	}
+	var passed time.Time // when the scan reached the last sequence of its start
+	sawAny, empties := false, 0
 	for {
 		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -277,27 +288,52 @@ func (s *store) scan(ctx context.Context, since time.Time, fn func(*record) bool
 			if err != nil {
 				continue
 			}
-			done := md.NumPending == 0 || md.Sequence.Stream >= last
+			sawAny = true
+			if md.Sequence.Stream >= last && passed.IsZero() {
+				passed = time.Now()
+			}
 			switch m.Headers().Get("KV-Operation") {
 			case "DEL", "PURGE":
 			default:
 				if r, err := decode(m.Data()); err == nil {
 					r.Revision = md.Sequence.Stream
-					done = !fn(r) || done
+					if !fn(r) {
+						return ctx.Err()
+					}
 				}
 			}
-			if done {
-				// The rest of the batch would only wait for the pull
-				// to expire: leave it (the fetch ends on its own).
+			if !passed.IsZero() && time.Since(passed) > scanOvertime {
 				return ctx.Err()
 			}
+			if md.NumPending == 0 {
+				// Nothing pending, as the consumer counts: its count of a
+				// message just stored may lag, so the stream has the last
+				// word. The rest of the batch would only wait for the
+				// pull to expire: leave it (the fetch ends on its own).
+				info, err := st.Info(ctx)
+				if err != nil {
+					return fmt.Errorf("reliable: scan: %w", err)
+				}
+				if info.State.LastSeq <= md.Sequence.Stream {
+					return ctx.Err()
+				}
+				// More since: the pull, still open, delivers them.
+			}
 		}
-		if err := batch.Error(); err != nil {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("reliable: scan: %w", err)
 		}
 		if n == 0 {
-			return ctx.Err()
+			// An empty fetch is not the end: the last message said how
+			// many were still pending (an ordered consumer being reset
+			// delivers nothing for a moment): fetch again, up to three
+			// times. No message at all means nothing matched.
+			if empties++; !sawAny || empties >= 3 {
+				return ctx.Err()
+			}
+			continue
 		}
+		empties = 0
 	}
 }
 
