@@ -429,24 +429,23 @@ func (b *Bus) Connected() bool { return b.NC != nil && b.NC.IsConnected() }
 // configuration: every node provisions the same buckets as it starts, and
 // updating a stream while another node creates a consumer on it races
 // inside nats-server (seen with the race detector); change a bucket's
-// configuration by deleting it.
+// configuration by deleting it. See provision for the retries.
 func (b *Bus) KV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Bucket = b.Name(cfg.Bucket)
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
-	kv, err := b.JS.KeyValue(ctx, cfg.Bucket)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("stream: bucket %s: %w", cfg.Bucket, err)
-	}
-	kv, err = b.JS.CreateOrUpdateKeyValue(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("stream: bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
+	return provision(ctx, "bucket "+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, err := b.JS.KeyValue(ctx, cfg.Bucket)
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return kv, err
+		}
+		kv, err = b.JS.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return b.JS.KeyValue(ctx, cfg.Bucket) // made meanwhile, differently
+		}
+		return kv, err
+	})
 }
 
 // Stream returns a stream (name gets the prefix, replicas the bus's count),
@@ -457,18 +456,69 @@ func (b *Bus) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
-	st, err := b.JS.Stream(ctx, cfg.Name)
-	if err == nil {
-		return st, nil
+	return provision(ctx, "stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
+		st, err := b.JS.Stream(ctx, cfg.Name)
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return st, err
+		}
+		st, err = b.JS.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return b.JS.Stream(ctx, cfg.Name) // made meanwhile, differently
+		}
+		return st, err
+	})
+}
+
+// provisionAttempt bounds one attempt of provision, provisionTimeout all
+// of them when the caller's context has no deadline.
+const (
+	provisionAttempt = 5 * time.Second
+	provisionTimeout = time.Minute
+)
+
+// provision runs create until it succeeds, fails for good, or ctx ends. The
+// nodes of a new cluster provision the same buckets at the same moment,
+// while JetStream elects its leaders: create-only calls (an identical
+// existing configuration is accepted) do not fight as create-or-update
+// ones do (those were seen to hang until their deadline), and the answers
+// that mean "not yet" (no leader, no peers for the replicas, a timeout)
+// are retried with a backoff.
+func provision[T any](ctx context.Context, what string, create func(context.Context) (T, error)) (T, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, provisionTimeout)
+		defer cancel()
 	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("stream: stream %s: %w", cfg.Name, err)
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, provisionAttempt)
+		v, err := create(actx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil || !notYet(err) {
+			return v, fmt.Errorf("stream: %s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("stream: %s: %w (%w)", what, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	st, err = b.JS.CreateOrUpdateStream(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("stream: stream %s: %w", cfg.Name, err)
+}
+
+// notYet reports whether a JetStream API error means "try again later".
+func notYet(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) {
+		return true
 	}
-	return st, nil
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == 10005 || // no suitable peers for placement
+		apiErr.ErrorCode == 10008 || // JetStream system temporarily unavailable
+		apiErr.Code == 503)
 }
 
 func validToken(s string) bool {
