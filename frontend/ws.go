@@ -186,6 +186,29 @@ type corkConn struct {
 
 	mu     sync.Mutex
 	corked *[]byte
+	wd     time.Time // the write deadline last set on Conn
+}
+
+// SetWriteDeadline passes the deadline on unless it is the one already
+// set: the library sets it before every frame, and the agent changes it
+// at most once a second, so most of those calls would only reset a timer.
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	same := t.Equal(c.wd)
+	c.wd = t
+	c.mu.Unlock()
+	if same {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines, keeping SetWriteDeadline's record.
+func (c *corkConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wd = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
