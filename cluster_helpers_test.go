@@ -367,10 +367,13 @@ type roomRecorder struct {
 	notes       chan Echo     // room.note notifies, with the server that got them
 	onCloseRuns atomic.Int32  // backend OnClose callbacks that ran
 	release     chan struct{} // closed when the test ends: slow handlers return
+	held        chan struct{} // room.hold entered
+	unhold      chan struct{} // closed by the test: room.hold answers
 }
 
 func newRoomRecorder(t *testing.T) *roomRecorder {
-	r := &roomRecorder{notes: make(chan Echo, 64), release: make(chan struct{})}
+	r := &roomRecorder{notes: make(chan Echo, 64), release: make(chan struct{}),
+		held: make(chan struct{}, 8), unhold: make(chan struct{})}
 	t.Cleanup(func() { close(r.release) }) // before the cluster stops
 	return r
 }
@@ -430,6 +433,16 @@ func (r *room) Fail(context.Context) (*Echo, error) {
 func (r *room) Slow(context.Context) (*Echo, error) {
 	<-r.rec.release
 	return &Echo{Text: "late"}, nil
+}
+
+// Hold says it started, then answers once the test closes unhold.
+func (r *room) Hold(context.Context) (*Echo, error) {
+	r.rec.held <- struct{}{}
+	select {
+	case <-r.rec.unhold:
+	case <-r.rec.release:
+	}
+	return &Echo{Text: "held", Server: r.app.ServerID()}, nil
 }
 
 // Work takes a little while, like a real handler, then answers where it ran.

@@ -235,3 +235,37 @@ func dialOpts(t *testing.T, addr string, opts ...client.Option) *client.Client {
 	t.Cleanup(func() { _ = cl.Close() })
 	return cl
 }
+
+// A request still running when its session moves to another frontend is
+// answered there: the old frontend forwards the response.
+func TestClusterResumeForwardsLateResponse(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, clusterOpts{})
+	rec := newRoomRecorder(t)
+	c.room("room-1", false, rec)
+	a := c.connector("conn-a", nil)
+	b := c.connector("conn-b", nil)
+	awaitServers(t, "connector", []string{"conn-a", "conn-b"}, a.app, b.app)
+	ctx := testCtx(t)
+	cl := dialOpts(t, a.tcp, client.WithAutoResume(waitTimeout, b.tcp))
+	if err := cl.Request(ctx, "room.room.bind", &BindArg{UID: "late"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	var out Echo
+	go func() { answered <- cl.Request(ctx, "room.room.hold", nil, &out) }()
+	await(t, rec.held, "room.hold to start")
+	// A stops accepting: the client's resume lands on B while A, alive,
+	// still waits for the room's answer.
+	for _, acc := range a.app.Frontend().Acceptors() {
+		if err := acc.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Drop()
+	eventually(t, "the session to move to B", func() bool { return b.app.Sessions().ByUID("late") != nil })
+	close(rec.unhold)
+	if err := await(t, answered, "the held response"); err != nil || out.Text != "held" {
+		t.Fatalf("response after the move: %+v, %v", out, err)
+	}
+}

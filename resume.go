@@ -252,7 +252,7 @@ func (r *resumer) Ended(s *session.Session, t frontend.Token) {
 
 // Forward implements frontend.ResumeCluster.
 func (r *resumer) Forward(to, uid string, p frontend.MissedPush) {
-	data, err := proto.Marshal(&stream.Forward{Uid: uid, Packet: p.Pkt, Id: p.ID})
+	data, err := proto.Marshal(&stream.Forward{Uid: uid, Packet: p.Pkt, Id: p.ID, Response: p.Response})
 	if err == nil {
 		err = r.c.bus.NC.Publish(r.c.bus.ServerSubject(to, "fwd"), data)
 	}
@@ -268,7 +268,7 @@ func (r *resumer) onForward(m *nats.Msg) {
 		return
 	}
 	if fe := r.c.app.Frontend(); fe != nil {
-		fe.PushPacket(f.Uid, frontend.MissedPush{ID: f.Id, Pkt: f.Packet})
+		fe.PushPacket(f.Uid, frontend.MissedPush{ID: f.Id, Pkt: f.Packet, Response: f.Response})
 	}
 }
 

@@ -154,6 +154,9 @@ type MissedPush struct {
 	Seq uint64 `json:"seq"`
 	ID  uint64 `json:"id,omitempty"`
 	Pkt []byte `json:"pkt"`
+	// Response marks a response packet forwarded after its session moved
+	// (not a push: not numbered).
+	Response bool `json:"response,omitempty"`
 }
 
 // Handover is a session leaving a frontend for another.
@@ -212,6 +215,9 @@ type link struct {
 	// it was resuming, numbered and sent once it goes live.
 	seen map[uint64]struct{}
 	held []MissedPush
+	// movedTo is the frontend the session was handed over to, and uid its
+	// uid: a response finished here afterwards follows it.
+	movedTo, movedUID string
 }
 
 func (f *Frontend) newLink(a *agent) *link {
@@ -357,6 +363,13 @@ func (l *link) respond(a *agent, pkt []byte) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.movedTo != "" {
+		// The session left for another frontend while the request ran.
+		if rc := l.f.cfg.Resume.Cluster; rc != nil {
+			rc.Forward(l.movedTo, l.movedUID, MissedPush{Pkt: pkt, Response: true})
+		}
+		return
+	}
 	if l.state == linkEnded || l.secret == "" || l.noResume {
 		return
 	}
@@ -508,6 +521,9 @@ func (f *Frontend) HandOver(ctx context.Context, t Token, pushes uint64, to stri
 	h := &Handover{UID: l.sess.UID(), Data: l.sess.Data(), Sent: l.sent, Missed: missed, Responses: l.pending, Vetted: true}
 	old, wasSuspended := l.ag, l.state == linkSuspended
 	l.state, l.ag, l.secret = linkEnded, nil, ""
+	if h.UID != "" {
+		l.movedTo, l.movedUID = to, h.UID
+	}
 	l.ring, l.pending = nil, nil
 	if l.timer != nil {
 		l.timer.Stop()
@@ -597,7 +613,28 @@ func (f *Frontend) PushPacket(uid string, p MissedPush) bool {
 		return false
 	}
 	l, ok := s.Conn().(*link)
-	return ok && l.push(p.Pkt, p.ID) == nil
+	if !ok {
+		return false
+	}
+	if p.Response {
+		return l.forwarded(p.Pkt)
+	}
+	return l.push(p.Pkt, p.ID) == nil
+}
+
+// forwarded sends a response packet that followed the session from the
+// frontend it left, or keeps it with the others the client has not had.
+func (l *link) forwarded(pkt []byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.state == linkEnded:
+		return false
+	case l.state == linkLive && l.ag != nil:
+		return l.ag.send(pkt) == nil
+	}
+	l.pending = append(l.pending, pkt) // resuming or suspended
+	return true
 }
 
 // TokenOf returns the current resume token of a session of this frontend.
@@ -776,6 +813,8 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 	}
 	l.held = nil
 	pkts = append(pkts, h.Responses...)
+	pkts = append(pkts, l.pending...) // forwarded while it moved
+	l.pending = nil
 	resp, err := f.handshakeResponse(l, true)
 	if err != nil {
 		l.mu.Unlock()

@@ -448,10 +448,13 @@ func (x *Push) GetId() uint64 {
 // Forward carries a push to a session that moved to another frontend, or
 // one that missed pushes while it moved, as an encoded packet.
 type Forward struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
-	Packet        []byte                 `protobuf:"bytes,2,opt,name=packet,proto3" json:"packet,omitempty"`
-	Id            uint64                 `protobuf:"varint,3,opt,name=id,proto3" json:"id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Uid    string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Packet []byte                 `protobuf:"bytes,2,opt,name=packet,proto3" json:"packet,omitempty"`
+	Id     uint64                 `protobuf:"varint,3,opt,name=id,proto3" json:"id,omitempty"`
+	// Response marks a response packet (a request answered on the old
+	// frontend after the session left): not a push, so not numbered.
+	Response      bool `protobuf:"varint,4,opt,name=response,proto3" json:"response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,6 +508,13 @@ func (x *Forward) GetId() uint64 {
 		return x.Id
 	}
 	return 0
+}
+
+func (x *Forward) GetResponse() bool {
+	if x != nil {
+		return x.Response
+	}
+	return false
 }
 
 // Kick asks a frontend to kick users, or one session.
@@ -845,11 +855,12 @@ const file_stream_envelope_proto_rawDesc = "" +
 	"\x04uids\x18\x01 \x03(\tR\x04uids\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x0e\n" +
-	"\x02id\x18\x04 \x01(\x04R\x02id\"C\n" +
+	"\x02id\x18\x04 \x01(\x04R\x02id\"_\n" +
 	"\aForward\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x16\n" +
 	"\x06packet\x18\x02 \x01(\fR\x06packet\x12\x0e\n" +
-	"\x02id\x18\x03 \x01(\x04R\x02id\"9\n" +
+	"\x02id\x18\x03 \x01(\x04R\x02id\x12\x1a\n" +
+	"\bresponse\x18\x04 \x01(\bR\bresponse\"9\n" +
 	"\x04Kick\x12\x12\n" +
 	"\x04uids\x18\x01 \x03(\tR\x04uids\x12\x1d\n" +
 	"\n" +
