@@ -2,11 +2,15 @@ package nopal_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nopal-dev/nopal/bindings"
 	"github.com/nopal-dev/nopal/client"
@@ -267,5 +271,73 @@ func TestClusterResumeForwardsLateResponse(t *testing.T) {
 	close(rec.unhold)
 	if err := await(t, answered, "the held response"); err != nil || out.Text != "held" {
 		t.Fatalf("response after the move: %+v, %v", out, err)
+	}
+}
+
+// A session whose frontend died resumes from the bus: its record and its
+// mailbox. Here the dead frontend is a record and a binding written by
+// hand, so that a push can be kept for it deterministically both before
+// the resume (read from the mailbox) and after it (a sender that stored it
+// late: caught by the resumed session's watch).
+func TestClusterResumeFromTheBus(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, clusterOpts{})
+	room := c.room("room-1", false, nil)
+	b := c.connector("conn-b", nil)
+	awaitServers(t, "connector", []string{"conn-b"}, room.app, b.app)
+	ctx := testCtx(t)
+	bus := c.infra.Bus()
+	kv, err := bus.JS.KeyValue(ctx, bus.Name("sessions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "AbCdEfGhIjKlMnOpQrStUv" // 22 characters, as issued
+	sum := sha256.Sum256([]byte(secret))
+	rec := fmt.Sprintf(`{"uid":"ghost","secret":%q,"data":{"gold":3}}`, hex.EncodeToString(sum[:]))
+	if _, err := kv.Put(ctx, "dead-fe.7", []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	store, err := bindings.NewStore(ctx, bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Bind(ctx, "ghost", bindings.Binding{FrontendID: "dead-fe", SessionID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	// Sent while no frontend holds the user: kept, and still reported.
+	if failed, err := room.app.SendPushToUsers(ctx, "onSeq", seqPush{N: 1}, []string{"ghost"}, ""); err != nil || len(failed) != 1 {
+		t.Fatalf("push to the dead frontend's user: failed %v, %v", failed, err)
+	}
+
+	cl := dialOpts(t, b.tcp, client.WithResume("dead-fe.7."+secret, 0))
+	if !cl.Handshake().Sys.Resumed {
+		t.Fatal("B did not resume the session from the bus")
+	}
+	readSeq(t, cl, 1, 1)
+	var w Where
+	if err := cl.Request(ctx, "room.room.where", nil, &w); err != nil || w.UID != "ghost" || w.Data["gold"] != float64(3) {
+		t.Fatalf("the resumed session: %+v, %v", w, err)
+	}
+	if bd, err := store.Get(ctx, "ghost"); err != nil || bd.FrontendID != "conn-b" {
+		t.Errorf("binding after the resume: %v, %v", bd, err)
+	}
+	// A sender that decided to keep push 2 before the resume stores it now.
+	m := nats.NewMsg(bus.Subject("mbox", "ghost"))
+	m.Data = []byte(`{"n":2}`)
+	m.Header.Set("Nopal-Route", "onSeq")
+	m.Header.Set("Nopal-Push-Id", "4242")
+	if _, err := bus.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	readSeq(t, cl, 2, 2)
+	// Then live pushes.
+	if failed, err := room.app.SendPushToUsers(ctx, "onSeq", seqPush{N: 3}, []string{"ghost"}, ""); err != nil || len(failed) > 0 {
+		t.Fatalf("live push: failed %v, %v", failed, err)
+	}
+	readSeq(t, cl, 3, 3)
+	// The record is spent.
+	again := dialOpts(t, b.tcp, client.WithResume("dead-fe.7."+secret, 0))
+	if again.Handshake().Sys.Resumed {
+		t.Error("the token worked twice")
 	}
 }

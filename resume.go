@@ -79,8 +79,19 @@ type resumer struct {
 	ops  chan func(context.Context) // bus writes of the hooks, in order
 	done chan struct{}
 
-	mu     sync.Mutex
-	closed bool
+	mu      sync.Mutex
+	closed  bool
+	watches map[string]*mailboxWatch // by record key, from Take to Moved
+}
+
+// mailboxWatch catches pushes kept for a uid after its mailbox was read
+// during a resume: a sender that found the dead frontend gone a moment
+// before the session moved stores the push after the read. It is set up
+// before the read, and hands what it catches to the resumed session (which
+// drops what it already had, by push id) for dedupeWindow.
+type mailboxWatch struct {
+	sub *nats.Subscription
+	ch  chan *nats.Msg
 }
 
 func recordKey(t frontend.Token) string { return t.Frontend + "." + strconv.FormatInt(t.Session, 10) }
@@ -346,10 +357,58 @@ func (r *resumer) takeFromBus(ctx context.Context, t frontend.Token, pushes uint
 		return nil, frontend.ErrNoSuchSession // claimed by another resume
 	}
 	h := &frontend.Handover{UID: rec.UID, Data: rec.Data, Sent: pushes}
+	w := &mailboxWatch{ch: make(chan *nats.Msg, 256)}
+	if w.sub, err = r.c.bus.NC.ChanSubscribe(r.subject(rec.UID), w.ch); err != nil {
+		return nil, fmt.Errorf("nopal: resume: mailbox: %w", err)
+	}
+	// Whatever happens next, the watch ends after the window.
+	key := recordKey(t)
+	time.AfterFunc(resumeWatchWindow, func() {
+		_ = w.sub.Unsubscribe()
+		r.mu.Lock()
+		if r.watches[key] == w {
+			delete(r.watches, key) // the resume failed before Moved
+		}
+		r.mu.Unlock()
+	})
 	if err := r.readMailbox(ctx, rec.UID, recordKey(t), pushes, h); err != nil {
 		return nil, err
 	}
+	r.mu.Lock()
+	if r.watches == nil {
+		r.watches = map[string]*mailboxWatch{}
+	}
+	r.watches[key] = w
+	r.mu.Unlock()
 	return h, nil
+}
+
+// resumeWatchWindow is how long a resumed session watches its mailbox for
+// late pushes.
+const resumeWatchWindow = 10 * time.Second
+
+// watch hands the pushes w catches to uid's session here until the window
+// ends.
+func (r *resumer) watch(w *mailboxWatch, uid string) {
+	fe := r.c.app.Frontend()
+	timer := time.NewTimer(resumeWatchWindow)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-w.ch:
+			route := m.Header.Get(hdrRoute)
+			if route == "" || fe == nil {
+				continue // a frontend's own numbered entry: not late
+			}
+			id, _ := strconv.ParseUint(m.Header.Get(hdrPushID), 10, 64)
+			pkt, err := fe.EncodePush(route, m.Data)
+			if err == nil {
+				fe.PushPacket(uid, frontend.MissedPush{ID: id, Pkt: pkt})
+			}
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // readMailbox fills h with uid's kept pushes: those numbered by session
@@ -441,6 +500,13 @@ func (r *resumer) Moved(ctx context.Context, from frontend.Token, s *session.Ses
 	if err := r.c.store.Move(ctx, uid, bindings.Binding{FrontendID: from.Frontend, SessionID: from.Session},
 		bindings.Binding{FrontendID: me, SessionID: s.ID()}); err != nil {
 		return nil, err
+	}
+	r.mu.Lock()
+	w := r.watches[recordKey(from)]
+	delete(r.watches, recordKey(from))
+	r.mu.Unlock()
+	if w != nil {
+		go r.watch(w, uid) // the session's frontend died: late pushes come by the mailbox
 	}
 	var drained []frontend.MissedPush
 	req, _ := json.Marshal(resumeReq{Op: "drain", UID: uid, To: me})
