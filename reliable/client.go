@@ -236,7 +236,7 @@ func (c *Client) List(ctx context.Context, f Filter) (Page, error) {
 	// The scan may see a job twice (rewritten while it ran): the newest
 	// revision counts, filtered once all are in.
 	latest := map[string]*record{}
-	err := c.s.scan(ctx, f.Since, func(r *record) bool {
+	err := c.s.scan(ctx, f.Since, true, func(r *record) bool {
 		if cur, ok := latest[r.JID]; !ok || r.Revision > cur.Revision {
 			latest[r.JID] = r
 		}

@@ -248,10 +248,12 @@ const scanOvertime = 5 * time.Second
 //
 // The bucket keeps one revision per job: a job rewritten during the scan
 // loses its old message and gets a new one past the stream's last sequence
-// at the start. So the scan reads past that point until nothing is pending
-// (for at most scanOvertime, under a steady stream of writes), and fn may
-// see a job twice: the caller keeps the newest revision.
-func (s *store) scan(ctx context.Context, since time.Time, fn func(*record) bool) error {
+// at the start. So a complete scan reads past that point until nothing is
+// pending (for at most scanOvertime, under a steady stream of writes), and
+// fn may see a job twice: the caller keeps the newest revision. A scan
+// that is not complete stops at that point (the sweep: a job rewritten
+// meanwhile is not stuck).
+func (s *store) scan(ctx context.Context, since time.Time, complete bool, fn func(*record) bool) error {
 	st, err := s.js.Stream(ctx, s.kvStream)
 	if err != nil {
 		return fmt.Errorf("reliable: scan: %w", err)
@@ -302,7 +304,7 @@ func (s *store) scan(ctx context.Context, since time.Time, fn func(*record) bool
 					}
 				}
 			}
-			if !passed.IsZero() && time.Since(passed) > scanOvertime {
+			if !passed.IsZero() && (!complete || time.Since(passed) > scanOvertime) {
 				return ctx.Err()
 			}
 			if md.NumPending == 0 {

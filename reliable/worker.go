@@ -819,7 +819,7 @@ func (w *Worker) sweepLoop() {
 func (w *Worker) sweep(ctx context.Context, since time.Time) error {
 	now := time.Now()
 	var todo []*record
-	err := w.s.scan(ctx, since, func(r *record) bool {
+	err := w.s.scan(ctx, since, false, func(r *record) bool {
 		if r.ServerType() == w.cfg.ServerType && !r.State.Terminal() && now.Sub(r.Updated) >= w.sweepAge {
 			todo = append(todo, r)
 		}
