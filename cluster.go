@@ -74,6 +74,10 @@ type cluster struct {
 	calls   *callPool
 	resume  *resumer // frontends with resume on
 
+	deadMu      sync.Mutex
+	dead        map[string]time.Time // frontends that died lately, and when
+	deathCancel func()
+
 	janitorCancel  func()
 	janitorMu      sync.Mutex
 	janitorTimers  []*time.Timer
@@ -121,6 +125,7 @@ func startCluster(ctx context.Context, a *App) (_ *cluster, err error) {
 	if c.store, err = bindings.NewStore(ctx, bus); err != nil {
 		return nil, err
 	}
+	c.watchDeaths()
 	if a.IsFrontend() {
 		if !a.cfg.Resume.Off {
 			if err := c.startResume(ctx); err != nil {
@@ -567,10 +572,16 @@ func (a *App) fanOut(ctx context.Context, kind, frontendType string, uids []stri
 		}
 	}
 	if p, ok := m.(*stream.Push); ok && len(failed) > 0 && !a.cfg.Resume.Off && c.bus.Connected() {
-		// Bound users whose frontend is gone may resume elsewhere: keep
-		// the push for them. They are still reported: it may never be
-		// delivered.
-		c.fallback(ctx, failed, p.Route, p.Payload, p.Id, gone)
+		// Bound users whose frontend is gone (it did not answer, or
+		// died lately) may resume elsewhere: keep the push for them.
+		// They are still reported: it may never be delivered. With no
+		// frontend gone, a failed uid is simply offline: no lookup.
+		for id := range c.lateDead() {
+			gone[id] = true
+		}
+		if len(gone) > 0 {
+			c.fallback(ctx, failed, p.Route, p.Payload, p.Id, gone)
+		}
 	}
 	if len(failed) > 0 && firstErr != nil {
 		return failed, fmt.Errorf("nopal: %s: %w", kind, firstErr)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/nopal-dev/nopal/bindings"
 	"github.com/nopal-dev/nopal/client"
+	"github.com/nopal-dev/nopal/discovery"
+	"github.com/nopal-dev/nopal/stream"
 )
 
 // Session resume across frontends of a cluster, in one process; the resume
@@ -275,10 +277,11 @@ func TestClusterResumeForwardsLateResponse(t *testing.T) {
 }
 
 // A session whose frontend died resumes from the bus: its record and its
-// mailbox. Here the dead frontend is a record and a binding written by
-// hand, so that a push can be kept for it deterministically both before
-// the resume (read from the mailbox) and after it (a sender that stored it
-// late: caught by the resumed session's watch).
+// mailbox. Here the dead frontend is a discovery entry whose connection
+// goes away, with a record and a binding written by hand, so that a push
+// can be kept for it deterministically both before the resume (read from
+// the mailbox) and after it (a sender that stored it late: caught by the
+// resumed session's watch).
 func TestClusterResumeFromTheBus(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, clusterOpts{})
@@ -304,6 +307,23 @@ func TestClusterResumeFromTheBus(t *testing.T) {
 	if _, err := store.Bind(ctx, "ghost", bindings.Binding{FrontendID: "dead-fe", SessionID: 7}); err != nil {
 		t.Fatal(err)
 	}
+	// The frontend appears, then dies: its bus connection goes, so its
+	// discovery entry expires and every node sees it die.
+	ghostBus, err := stream.Connect(ctx, stream.Config{URL: bus.ClientURL(), ServerID: "dead-fe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, err := discovery.New(ghostBus, discovery.Server{ID: "dead-fe", Type: "connector", Frontend: true}, discovery.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ghost.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ghost.Stop(context.Background()); ghostBus.Close() })
+	awaitServers(t, "connector", []string{"conn-b", "dead-fe"}, room.app)
+	ghostBus.NC.Close() // as a SIGKILL would: no goodbye
+	awaitServers(t, "connector", []string{"conn-b"}, room.app)
 	// Sent while no frontend holds the user: kept, and still reported.
 	if failed, err := room.app.SendPushToUsers(ctx, "onSeq", seqPush{N: 1}, []string{"ghost"}, ""); err != nil || len(failed) != 1 {
 		t.Fatalf("push to the dead frontend's user: failed %v, %v", failed, err)

@@ -52,6 +52,9 @@ func (c *cluster) startJanitor() {
 }
 
 func (c *cluster) stopJanitor() {
+	if c.deathCancel != nil {
+		c.deathCancel()
+	}
 	if c.janitorCancel != nil {
 		c.janitorCancel()
 	}
@@ -160,3 +163,44 @@ func (g goneConn) Push(string, any) error     { return errFrontendGone }
 func (g goneConn) Kick(context.Context) error { return errFrontendGone }
 func (g goneConn) Close() error               { return nil }
 func (g goneConn) RemoteAddr() net.Addr       { return frontendAddr(g) }
+
+// watchDeaths remembers the frontends discovery declares dead, for the
+// resume grace and a margin: a push to one of their users is kept for
+// the user's resume (see fanOut).
+func (c *cluster) watchDeaths() {
+	cancel := c.disc.Subscribe(func(e discovery.Event) {
+		if e.Kind == discovery.Died && e.Server.Frontend {
+			c.deadMu.Lock()
+			if c.dead == nil {
+				c.dead = map[string]time.Time{}
+			}
+			c.dead[e.Server.ID] = time.Now()
+			c.deadMu.Unlock()
+		}
+	})
+	c.deathCancel = cancel
+}
+
+// lateDead returns the frontends that died within the resume grace (and a
+// margin), forgetting older ones.
+func (c *cluster) lateDead() map[string]bool {
+	c.deadMu.Lock()
+	defer c.deadMu.Unlock()
+	if len(c.dead) == 0 {
+		return nil
+	}
+	keep := c.app.cfg.Resume.Grace
+	if keep <= 0 {
+		keep = 30 * time.Second
+	}
+	keep += janitorMargin
+	out := make(map[string]bool, len(c.dead))
+	for id, at := range c.dead {
+		if time.Since(at) > keep {
+			delete(c.dead, id)
+			continue
+		}
+		out[id] = true
+	}
+	return out
+}
