@@ -138,14 +138,19 @@ func (p *Pool) EndedElsewhere(s *Session) {
 // Forget removes s from the pool without running any callback: for a
 // session that never started (its connection resumed another session), or
 // one that moved to another frontend.
-func (p *Pool) Forget(s *Session) {
+func (p *Pool) Forget(s *Session) { p.remove(s) }
+
+// remove marks s closed and takes it out of the pool (never a newer
+// session's uid entry). It returns s's OnClose callbacks, and false if s
+// was closed already.
+func (p *Pool) remove(s *Session) (callbacks []func(), ok bool) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return nil, false
 	}
 	s.closed = true
-	s.onClose = nil
+	callbacks, s.onClose = s.onClose, nil
 	uid := s.uid
 	s.mu.Unlock()
 	p.mu.Lock()
@@ -155,6 +160,7 @@ func (p *Pool) Forget(s *Session) {
 	}
 	p.mu.Unlock()
 	p.count.Add(-1)
+	return callbacks, true
 }
 
 // New creates a session for conn and adds it to the pool.
@@ -252,25 +258,10 @@ func (p *Pool) bind(ctx context.Context, s *Session, uid string) error {
 // removes s from the pool (never a newer session's uid entry) and runs the
 // session's OnClose callbacks, then the pool's OnSessionClose hooks.
 func (p *Pool) Closed(s *Session) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	callbacks, ok := p.remove(s)
+	if !ok {
 		return
 	}
-	s.closed = true
-	callbacks := s.onClose
-	s.onClose = nil
-	uid := s.uid
-	s.mu.Unlock()
-
-	p.mu.Lock()
-	delete(p.byID, s.id)
-	if uid != "" && p.byUID[uid] == s {
-		delete(p.byUID, uid)
-	}
-	p.mu.Unlock()
-	p.count.Add(-1)
-
 	for _, f := range callbacks {
 		p.safe("OnClose", s, f)
 	}
