@@ -492,6 +492,57 @@ func (l *link) endIf(only int) bool {
 	return true
 }
 
+// claimed is what a successful claim found: what the client missed, and
+// what to let go of once the link's lock is released.
+type claimed struct {
+	missed       []MissedPush
+	old          *agent // a half-open connection the client gave up on
+	wasSuspended bool
+}
+
+// release closes the connection the session leaves and stops counting it
+// as suspended. The caller has released l.mu.
+func (c claimed) release(f *Frontend, l *link) {
+	if c.old != nil {
+		_ = c.old.Close()
+	}
+	if c.wasSuspended {
+		f.track(l, false)
+	}
+}
+
+// claim finds the session of token t and checks that its client, which
+// received pushes pushes, may take it over: the bind vetoes, the secret,
+// and that what it missed is still kept. On success it returns with l.mu
+// held, the grace timer stopped; the caller moves the session and calls
+// release after unlocking. A client that missed more than is kept ends the
+// session at once rather than at the end of the grace.
+func (f *Frontend) claim(ctx context.Context, t Token, pushes uint64) (*link, claimed, error) {
+	l, err := f.lookup(t)
+	if err != nil {
+		return nil, claimed{}, err
+	}
+	if err := f.pool.CheckResume(ctx, l.sess, l.sess.UID()); err != nil {
+		return nil, claimed{}, err
+	}
+	l.mu.Lock()
+	if l.state == linkEnded || l.state == linkResuming || !SameSecret(l.secret, t.Secret) {
+		l.mu.Unlock()
+		return nil, claimed{}, ErrNoSuchSession
+	}
+	missed, err := l.missed(pushes)
+	if err != nil {
+		l.mu.Unlock()
+		_ = l.Close()
+		return nil, claimed{}, err
+	}
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	return l, claimed{missed: missed, old: l.ag, wasSuspended: l.state == linkSuspended}, nil
+}
+
 // HandOver serves another frontend's Take: it checks the token and the
 // client's count, runs the bind vetoes, and returns what the client missed.
 // The session then lives on the other frontend: here it ends without
@@ -500,42 +551,18 @@ func (f *Frontend) HandOver(ctx context.Context, t Token, pushes uint64, to stri
 	if f.cfg.Resume.Off || t.Frontend != f.cfg.ID {
 		return nil, ErrNoSuchSession
 	}
-	l, err := f.lookup(t)
+	l, c, err := f.claim(ctx, t, pushes)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.pool.CheckResume(ctx, l.sess, l.sess.UID()); err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	if l.state == linkEnded || l.state == linkResuming || !SameSecret(l.secret, t.Secret) {
-		l.mu.Unlock()
-		return nil, ErrNoSuchSession
-	}
-	missed, err := l.missed(pushes)
-	if err != nil {
-		l.mu.Unlock()
-		_ = l.Close()
-		return nil, err
-	}
-	h := &Handover{UID: l.sess.UID(), Data: l.sess.Data(), Sent: l.sent, Missed: missed, Responses: l.pending, Vetted: true}
-	old, wasSuspended := l.ag, l.state == linkSuspended
+	h := &Handover{UID: l.sess.UID(), Data: l.sess.Data(), Sent: l.sent, Missed: c.missed, Responses: l.pending, Vetted: true}
 	l.state, l.ag, l.secret = linkEnded, nil, ""
 	if h.UID != "" {
 		l.movedTo, l.movedUID = to, h.UID
 	}
 	l.ring, l.pending = nil, nil
-	if l.timer != nil {
-		l.timer.Stop()
-		l.timer = nil
-	}
 	l.mu.Unlock()
-	if old != nil {
-		_ = old.Close() // a half-open connection the client gave up on
-	}
-	if wasSuspended {
-		f.track(l, false)
-	}
+	c.release(f, l)
 	if h.UID != "" {
 		f.tomb(h.UID, to)
 	}
@@ -693,34 +720,14 @@ func (a *agent) resume(ctx context.Context, req *codec.ResumeRequest) bool {
 // goes on with a's connection.
 func (a *agent) resumeHere(ctx context.Context, t Token, pushes uint64) error {
 	f := a.f
-	l, err := f.lookup(t)
+	l, c, err := f.claim(ctx, t, pushes)
 	if err != nil {
 		return err
 	}
-	if err := f.pool.CheckResume(ctx, l.sess, l.sess.UID()); err != nil {
-		return err
-	}
+	missed := c.missed
 	fresh := a.link()
-	l.mu.Lock()
-	if l.state == linkEnded || !SameSecret(l.secret, t.Secret) {
-		l.mu.Unlock()
-		return ErrNoSuchSession
-	}
-	missed, err := l.missed(pushes)
-	if err != nil {
-		// The client cannot get its session back whole: end it now
-		// rather than at the end of the grace.
-		l.mu.Unlock()
-		_ = l.Close()
-		return err
-	}
-	old, wasSuspended := l.ag, l.state == linkSuspended
 	l.ag, l.addr, l.state, l.noResume = a, a.conn.RemoteAddr(), linkLive, false
 	l.secret = newSecret() // a token works once
-	if l.timer != nil {
-		l.timer.Stop()
-		l.timer = nil
-	}
 	pending := l.pending
 	l.pending = nil
 	resp, err := f.handshakeResponse(l, true)
@@ -741,12 +748,7 @@ func (a *agent) resumeHere(ctx context.Context, t Token, pushes uint64) error {
 	a.lk.Store(l)
 	l.mu.Unlock()
 
-	if old != nil {
-		_ = old.Close() // a half-open connection the client gave up on
-	}
-	if wasSuspended {
-		f.track(l, false)
-	}
+	c.release(f, l)
 	f.pool.Forget(fresh.sess)
 	f.log.Debug("session resumed", "session", l.sess.ID(), "uid", l.sess.UID(), "missed", len(missed))
 	f.pool.Resumed(ctx, l.sess)
