@@ -152,6 +152,7 @@ type Frontend struct {
 	agents    map[*agent]struct{}
 	suspended map[*link]struct{}
 	moved     map[string]*tombstone // uid -> where its session went lately
+	movedN    atomic.Int32          // len(moved), read without the lock
 	acceptors []Acceptor
 	empty     chan struct{} // closed when agents drains to empty during Shutdown
 	draining  bool

@@ -579,10 +579,12 @@ func (f *Frontend) tomb(uid, to string) {
 	defer f.mu.Unlock()
 	tb := &tombstone{to: to}
 	f.moved[uid] = tb
+	f.movedN.Store(int32(len(f.moved)))
 	time.AfterFunc(dedupeWindow, func() {
 		f.mu.Lock()
 		if f.moved[uid] == tb {
 			delete(f.moved, uid)
+			f.movedN.Store(int32(len(f.moved)))
 		}
 		f.mu.Unlock()
 	})
@@ -598,6 +600,11 @@ type tombstone struct {
 // whether uid's session moved away lately, in which case the push is held
 // or forwarded.
 func (f *Frontend) pushMoved(uid string, p MissedPush) bool {
+	if f.movedN.Load() == 0 {
+		// Every frontend gets every cluster push and holds only some of
+		// its users: no lock for the others unless a session moved lately.
+		return false
+	}
 	f.mu.Lock()
 	tb := f.moved[uid]
 	if tb == nil {
