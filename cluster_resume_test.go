@@ -63,16 +63,8 @@ func readSeq(t *testing.T, c *client.Client, from, to int) {
 // without closing it.
 func TestClusterResumeOnAnotherFrontend(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, clusterOpts{})
-	room := c.room("room-1", false, nil)
-	a := c.connector("conn-a", nil)
-	b := c.connector("conn-b", nil)
-	awaitServers(t, "connector", []string{"conn-a", "conn-b"}, room.app, a.app, b.app)
+	room, a, b, store := twoFrontends(t)
 	ctx := testCtx(t)
-	store, err := bindings.NewStore(ctx, c.infra.Bus())
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	ca := dialOpts(t, a.tcp, client.WithPushBuffer(1024))
 	var w Where
@@ -140,16 +132,8 @@ func TestClusterResumeOnAnotherFrontend(t *testing.T) {
 // points at the session's new home: none is left behind.
 func TestClusterResumeStorm(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, clusterOpts{})
-	room := c.room("room-1", false, nil)
-	a := c.connector("conn-a", nil)
-	b := c.connector("conn-b", nil)
-	awaitServers(t, "connector", []string{"conn-a", "conn-b"}, room.app, a.app, b.app)
+	room, a, b, store := twoFrontends(t)
 	ctx := testCtx(t)
-	store, err := bindings.NewStore(ctx, c.infra.Bus())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const clients, total = 40, 60
 	addrs := [][2]string{{a.tcp, b.ws}, {b.tcp, a.ws}}
 	cls := make([]*client.Client, clients)
@@ -228,6 +212,22 @@ func TestClusterResumeStorm(t *testing.T) {
 	if n := a.app.Sessions().Count() + b.app.Sessions().Count(); n != clients {
 		t.Errorf("%d sessions in all, want %d", n, clients)
 	}
+}
+
+// twoFrontends starts a cluster with a room server and the frontends
+// conn-a and conn-b, and returns them with the cluster's bindings store.
+func twoFrontends(t *testing.T) (room, a, b *testNode, store *bindings.Store) {
+	t.Helper()
+	c := newTestCluster(t, clusterOpts{})
+	room = c.room("room-1", false, nil)
+	a = c.connector("conn-a", nil)
+	b = c.connector("conn-b", nil)
+	awaitServers(t, "connector", []string{"conn-a", "conn-b"}, room.app, a.app, b.app)
+	store, err := bindings.NewStore(testCtx(t), c.infra.Bus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return room, a, b, store
 }
 
 func dialOpts(t *testing.T, addr string, opts ...client.Option) *client.Client {
