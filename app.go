@@ -363,6 +363,12 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.afterInitModules(ctx)
+	if cl := a.cluster(); cl != nil {
+		if err := cl.startWorker(ctx); err != nil {
+			_ = a.Shutdown(ctx)
+			return fmt.Errorf("nopal: job worker: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package nopal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nopal-dev/nopal/reliable"
@@ -22,7 +23,8 @@ type JobsConfig struct {
 }
 
 // startJobs opens the reliable-RPC client and, on a server with remotes,
-// the worker that runs its type's jobs.
+// provisions the worker that runs its type's jobs. The worker starts
+// fetching only in startWorker, once the app can run what it fetches.
 func (c *cluster) startJobs(ctx context.Context) error {
 	a := c.app
 	var err error
@@ -37,14 +39,26 @@ func (c *cluster) startJobs(ctx context.Context) error {
 		return nil
 	}
 	c.worker, err = reliable.NewWorker(ctx, c.bus, reliable.InvokerFunc(func(ctx context.Context, route string, arg []byte) ([]byte, error) {
+		if a.cluster() == nil {
+			// Not serving (yet, or any more): the worker hands the job
+			// back without counting the attempt.
+			return nil, fmt.Errorf("nopal: server %s is not serving: %w", a.cfg.ServerID, reliable.ErrUnavailable)
+		}
 		out, _, err := a.remotes.Handle(ctx, route, arg)
 		return out, err
 	}), reliable.WorkerConfig{
 		ServerType: a.cfg.ServerType, ServerID: a.cfg.ServerID,
 		Concurrency: jc.Concurrency, AckWait: jc.AckWait, Logger: a.log,
 	})
-	if err != nil {
-		return err
+	return err
+}
+
+// startWorker starts fetching jobs: the last step of the app's start, so
+// that no job runs before the remotes can do their work (the bus, the
+// groups and the modules are ready).
+func (c *cluster) startWorker(ctx context.Context) error {
+	if c.worker == nil {
+		return nil
 	}
 	return c.worker.Start(ctx)
 }

@@ -15,7 +15,7 @@ type State string
 
 // The states of a job. Succeeded, Failed, Dead and Cancelled are terminal.
 const (
-	Queued    State = "queued"    // waiting for its first attempt (or its NotBefore)
+	Queued    State = "queued"    // waiting for its first counted attempt (or its NotBefore)
 	Running   State = "running"   // an attempt is running on Attempts[len-1].Server
 	Retrying  State = "retrying"  // an attempt failed; the next one runs at NotBefore
 	Succeeded State = "succeeded" // an attempt returned a result (Job.Result)
@@ -43,6 +43,9 @@ const (
 	CodeAbandoned = "JOB-ABANDONED"
 	// CodeDeadline: the job's deadline passed before it could run or finish.
 	CodeDeadline = codec.CodeTimeout
+	// CodeUnavailable: the worker's server could not run the attempt (not
+	// ready, or draining); the attempt is skipped, not counted.
+	CodeUnavailable = "JOB-UNAVAILABLE"
 )
 
 // Errors returned by the Client; check them with errors.Is.
@@ -52,6 +55,12 @@ var (
 	ErrInvalidJID   = errors.New("reliable: invalid job id (1 to 200 characters of A-Z a-z 0-9 _ - =)")
 	ErrState        = errors.New("reliable: job is not in a state that allows this")
 	ErrConfig       = errors.New("reliable: bad configuration")
+	// ErrUnavailable is returned, wrapped, by an Invoker whose server cannot
+	// run jobs now for a reason of its own (not started yet, draining):
+	// the attempt is recorded as skipped, does not count against the job's
+	// MaxAttempts, and the job is handed back to run again soon, on this
+	// server or another of its type.
+	ErrUnavailable = errors.New("reliable: the worker's server cannot run jobs now")
 )
 
 // ErrorInfo is an error an attempt ended with: the code, message and
@@ -72,6 +81,10 @@ type Attempt struct {
 	Started time.Time  `json:"started"`
 	Ended   time.Time  `json:"ended,omitzero"`
 	Error   *ErrorInfo `json:"error,omitempty"`
+	// Skipped marks an attempt that failed for a reason of the worker's
+	// own (its server was not ready or was draining; see ErrUnavailable):
+	// it stays in the history but does not count against MaxAttempts.
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // Job is a job's record, as stored in the KV bucket "jobs" under its JID.
@@ -101,6 +114,18 @@ type Job struct {
 	Updated   time.Time  `json:"updated"`
 	// Revision is the record's KV revision (not stored in the value).
 	Revision uint64 `json:"-"`
+}
+
+// Tries is the number of attempts that count against MaxAttempts: every
+// attempt but the skipped ones.
+func (j Job) Tries() int {
+	n := 0
+	for _, a := range j.Attempts {
+		if !a.Skipped {
+			n++
+		}
+	}
+	return n
 }
 
 // Decode decodes the job's Result into v with codec.Auto (the encoding the
@@ -226,6 +251,10 @@ func Permanent(err error) error {
 	}
 	return &permanentError{err}
 }
+
+// IsUnavailable reports whether err says the worker's server could not run
+// the job (ErrUnavailable).
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -539,6 +540,9 @@ func TestStopDrainsRunningJobs(t *testing.T) {
 	}
 }
 
+// A worker whose Stop gives up waiting cancels its running attempt: the
+// attempt is the worker's failure, not the job's. It is recorded as
+// skipped, and a job with a single attempt still runs, on another worker.
 func TestStopTimeoutInterruptsJobs(t *testing.T) {
 	bus := newBus(t, "a")
 	c := newClient(t, bus)
@@ -556,7 +560,7 @@ func TestStopTimeoutInterruptsJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t)
-	jid, err := c.Enqueue(ctx, route, nil)
+	jid, err := c.Enqueue(ctx, route, nil, reliable.WithMaxAttempts(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,30 +570,53 @@ func TestStopTimeoutInterruptsJobs(t *testing.T) {
 	if err := w.Stop(sctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Stop = %v", err)
 	}
-	// The interrupted attempt is recorded and the job will be retried.
-	kv, err := bus.JS.KeyValue(ctx, bus.Name(reliable.Bucket))
+	// Another server of the type takes the job and runs its one attempt.
+	startWorker(t, joinBus(t, bus.Server, "b"), reliable.InvokerFunc(func(context.Context, string, []byte) ([]byte, error) {
+		return []byte(`"ok"`), nil
+	}), reliable.WorkerConfig{ServerType: "mail"})
+	j, err := c.Wait(ctx, jid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	watch, err := kv.Watch(ctx, jid)
+	if j.State != reliable.Succeeded || len(j.Attempts) != 2 || j.Tries() != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	if a := j.Attempts[0]; !a.Skipped || a.Server != "a" || a.Error == nil || a.Error.Code != reliable.CodeUnavailable {
+		t.Fatalf("the interrupted attempt: %+v", a)
+	}
+	if a := j.Attempts[1]; a.Skipped || a.Server != "b" || a.Error != nil {
+		t.Fatalf("the attempt that ran: %+v", a)
+	}
+}
+
+// An Invoker that says its server cannot run jobs now (ErrUnavailable, as
+// an app that is not started or is draining does) costs the job nothing:
+// a job with one attempt is not dead, it runs once the server can.
+func TestUnavailableAttemptsDoNotCount(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	var calls atomic.Int32
+	inv := reliable.InvokerFunc(func(context.Context, string, []byte) ([]byte, error) {
+		if calls.Add(1) == 1 {
+			return nil, fmt.Errorf("app not started: %w", reliable.ErrUnavailable)
+		}
+		return []byte(`"ok"`), nil
+	})
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail"})
+	ctx := testCtx(t)
+	jid, err := c.Enqueue(ctx, route, nil, reliable.WithMaxAttempts(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = watch.Stop() }()
-	for e := range watch.Updates() {
-		if e == nil {
-			continue
-		}
-		var j reliable.Job
-		if err := json.Unmarshal(e.Value(), &j); err != nil {
-			t.Fatal(err)
-		}
-		if j.State == reliable.Retrying {
-			if j.LastError == nil || len(j.Attempts) != 1 {
-				t.Fatalf("job %+v", j)
-			}
-			return
-		}
+	j, err := c.Wait(ctx, jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != reliable.Succeeded || len(j.Attempts) != 2 || j.Tries() != 1 || j.LastError != nil {
+		t.Fatalf("job %+v", j)
+	}
+	if a := j.Attempts[0]; !a.Skipped || a.Error == nil || !strings.Contains(a.Error.Message, "app not started") {
+		t.Fatalf("the skipped attempt: %+v", a)
 	}
 }
 

@@ -242,8 +242,8 @@ func (w *Worker) Start(ctx context.Context) error {
 // Stop drains the worker: it stops fetching (messages that arrive meanwhile
 // are handed back at once), waits for the running jobs to finish, and
 // returns. If ctx ends first, the running jobs' contexts are cancelled (their
-// attempts end with the context's error and are retried like any failure)
-// and Stop returns ctx's error.
+// attempts are recorded as skipped, not counted against the jobs, which go
+// back to the queue) and Stop returns ctx's error.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	if !w.started || w.stopped {
@@ -607,7 +607,7 @@ func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string)
 		case !r.Deadline.IsZero() && !now.Before(r.Deadline):
 			final = Failed
 			r.LastError = &ErrorInfo{Code: CodeDeadline, Message: "job deadline passed before it could run"}
-		case len(r.Attempts) >= r.MaxAttempts:
+		case r.Tries() >= r.MaxAttempts:
 			final = Dead
 		}
 		if final != "" {
@@ -672,9 +672,24 @@ func (w *Worker) run(msg jetstream.Msg, r *record, rev uint64) {
 	a := &r.Attempts[len(r.Attempts)-1]
 	a.Ended, r.Updated = now, now
 	var delay time.Duration
-	if err == nil {
+	switch {
+	case err == nil:
 		r.State, r.Result, r.LastError = Succeeded, out, nil
-	} else {
+	case w.unavailable(err):
+		// The worker's own failure, not the job's: the attempt stays in
+		// the history, skipped, and the job goes back to the queue as it
+		// was, to run again soon here or on another server of the type.
+		a.Skipped = true
+		a.Error = errorInfo(err)
+		if !IsUnavailable(err) {
+			a.Error = &ErrorInfo{Code: CodeUnavailable, Message: "the worker stopped before the attempt finished: " + err.Error()}
+		}
+		r.State = Queued
+		if r.Tries() > 0 {
+			r.State = Retrying
+		}
+		delay = unavailableDelay
+	default:
 		a.Error = errorInfo(err)
 		r.LastError = a.Error
 		switch {
@@ -682,9 +697,9 @@ func (w *Worker) run(msg jetstream.Msg, r *record, rev uint64) {
 			r.State = Failed
 		case !r.Deadline.IsZero() && !now.Before(r.Deadline):
 			r.State = Failed
-		case len(r.Attempts) < r.MaxAttempts:
+		case r.Tries() < r.MaxAttempts:
 			r.State = Retrying
-			delay = r.backoffFor(len(r.Attempts))
+			delay = r.backoffFor(r.Tries())
 			r.NotBefore = now.Add(delay)
 		default:
 			r.State = Dead
@@ -698,12 +713,28 @@ func (w *Worker) run(msg jetstream.Msg, r *record, rev uint64) {
 		w.log.Warn("reliable: could not record the attempt", "jid", r.JID, "state", r.State, "err", err)
 		return
 	}
+	if a.Skipped {
+		_ = msg.NakWithDelay(delay)
+		return
+	}
 	if r.State == Retrying {
 		w.retries.Add(1)
 		_ = msg.NakWithDelay(delay)
 		return
 	}
 	w.finish(msg, r)
+}
+
+// unavailableDelay is how long a job whose attempt was skipped waits before
+// it is delivered again: long enough for a draining server's fetch loops to
+// stop, so another server of the type takes it.
+const unavailableDelay = time.Second
+
+// unavailable reports whether an attempt failed for a reason of the
+// worker's own: the Invoker said its server cannot run jobs now, or Stop
+// gave up waiting and cancelled the attempt.
+func (w *Worker) unavailable(err error) bool {
+	return IsUnavailable(err) || w.hardCtx.Err() != nil
 }
 
 // finish acks a job recorded terminal, moving failed and dead ones to
@@ -728,7 +759,7 @@ func (w *Worker) finish(msg jetstream.Msg, r *record) {
 		} else {
 			w.dead.Add(1)
 		}
-		w.log.Info("reliable: job "+string(r.State), "jid", r.JID, "route", r.Route, "attempts", len(r.Attempts), "err", r.LastError)
+		w.log.Info("reliable: job "+string(r.State), "jid", r.JID, "route", r.Route, "attempts", r.Tries(), "err", r.LastError)
 	}
 	_ = msg.Ack()
 }

@@ -151,7 +151,7 @@ func jobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if j.LastError != nil {
 				last = j.LastError.Code + " " + j.LastError.Message
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", j.JID, j.Route, j.State, len(j.Attempts), j.MaxAttempts, j.Created.Format(time.RFC3339), last)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", j.JID, j.Route, j.State, j.Tries(), j.MaxAttempts, j.Created.Format(time.RFC3339), last)
 		}
 		if page.Next != "" {
 			fmt.Fprintf(tw, "(more: the next page starts after %s)\n", page.Next)
@@ -182,7 +182,7 @@ func jobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func printJob(w io.Writer, j reliable.Job) {
 	fmt.Fprintf(w, "jid       %s\nroute     %s\nstate     %s\nattempts  %d of %d\ncreated   %s\nupdated   %s\n",
-		j.JID, j.Route, j.State, len(j.Attempts), j.MaxAttempts, j.Created.Format(time.RFC3339Nano), j.Updated.Format(time.RFC3339Nano))
+		j.JID, j.Route, j.State, j.Tries(), j.MaxAttempts, j.Created.Format(time.RFC3339Nano), j.Updated.Format(time.RFC3339Nano))
 	if len(j.Arg) > 0 {
 		fmt.Fprintf(w, "arg       %s\n", printable(j.Arg))
 	}
@@ -193,6 +193,9 @@ func printJob(w io.Writer, j reliable.Job) {
 		line := fmt.Sprintf("attempt %d on %s at %s", a.N, a.Server, a.Started.Format(time.RFC3339Nano))
 		if a.Error != nil {
 			line += fmt.Sprintf(": %s %s", a.Error.Code, a.Error.Message)
+		}
+		if a.Skipped {
+			line += " (skipped: not counted)"
 		}
 		fmt.Fprintln(w, line)
 	}
