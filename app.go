@@ -472,8 +472,10 @@ func mergeCodes(given, generated map[string]uint16) map[string]uint16 {
 }
 
 // Shutdown drains the server: acceptors stop, requests in flight finish,
-// clients are kicked, then the server leaves the cluster. ctx bounds the
-// wait.
+// clients are kicked, then the server leaves the cluster. It returns
+// within Config.ShutdownTimeout, or sooner when ctx ends, whatever the
+// bus does: every step shares that one deadline, the last part of it kept
+// for leaving the cluster.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	fe, started, stopped := a.fe, a.started, a.stopped
@@ -482,6 +484,8 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if !started {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+	defer cancel()
 	if stopped {
 		// Another Shutdown is draining: wait for it, so a caller that
 		// returns from Shutdown knows the app has stopped (that drain's
@@ -494,16 +498,21 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 	}
 	defer close(a.shutDone)
-	a.beforeShutdownModules(ctx)
+	// Draining clients may take all the time they are given: leaving the
+	// cluster (the discovery key, calls in flight, the last bus writes)
+	// keeps the last quarter of it, at most 3 s.
+	dctx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var dcancel context.CancelFunc
+		dctx, dcancel = context.WithDeadline(ctx, deadline.Add(-min(time.Until(deadline)/4, 3*time.Second)))
+		defer dcancel()
+	}
+	a.beforeShutdownModules(dctx)
 	var err error
 	if fe != nil {
-		err = fe.Shutdown(ctx)
+		err = fe.Shutdown(dctx)
 	}
-	// Draining clients may have used up ctx: leaving the cluster (the
-	// discovery key, calls in flight) gets a budget of its own.
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	a.stopCluster(cctx)
-	ccancel()
+	a.stopCluster(ctx)
 	err = errors.Join(err, a.shutdownModules(ctx))
 	a.cancel()
 	a.obs.close()
@@ -517,7 +526,9 @@ func (a *App) stopCluster(ctx context.Context) {
 }
 
 // Run starts the app, serves until ctx ends or the process gets SIGINT or
-// SIGTERM, then drains within Config.ShutdownTimeout.
+// SIGTERM, then drains within Config.ShutdownTimeout. It returns nil after
+// a clean stop. A second SIGINT or SIGTERM during the drain makes it
+// return at once, with an error: the caller is expected to exit.
 func (a *App) Run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -530,10 +541,19 @@ func (a *App) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case <-a.stopCh:
 	}
+	stop()
 	a.log.Info("shutting down: draining clients", "timeout", a.cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	defer cancel()
-	return a.Shutdown(sctx)
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	done := make(chan error, 1)
+	go func() { done <- a.Shutdown(context.Background()) }()
+	select {
+	case err := <-done:
+		return err
+	case sig := <-again:
+		return fmt.Errorf("nopal: %v again: stopped without finishing the drain", sig)
+	}
 }
 
 // splitRoute returns the server type of a three-part route.

@@ -79,6 +79,8 @@ type cluster struct {
 	deathCancel func()
 
 	janitorCancel  func()
+	janitorCtx     context.Context // ends when the janitor stops
+	janitorEnd     context.CancelFunc
 	janitorMu      sync.Mutex
 	janitorTimers  []*time.Timer
 	janitorStopped bool
@@ -222,7 +224,7 @@ func (c *cluster) stop(ctx context.Context) {
 	}
 	c.calls.close()
 	if c.resume != nil {
-		c.resume.stop()
+		c.resume.stop(ctx)
 	}
 	if c.rec != nil {
 		_ = c.rec.Close(ctx)

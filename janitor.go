@@ -39,6 +39,7 @@ func (c *cluster) startJanitor() {
 		}
 		grace += janitorMargin
 	}
+	c.janitorCtx, c.janitorEnd = context.WithCancel(context.Background())
 	c.janitorCancel = c.disc.Subscribe(func(e discovery.Event) {
 		if e.Kind != discovery.Died || !e.Server.Frontend || e.Server.ID == c.app.cfg.ServerID {
 			return
@@ -57,6 +58,9 @@ func (c *cluster) stopJanitor() {
 	}
 	if c.janitorCancel != nil {
 		c.janitorCancel()
+	}
+	if c.janitorEnd != nil {
+		c.janitorEnd() // a cleanup under way stops at its next bus call
 	}
 	c.janitorMu.Lock()
 	c.janitorStopped = true
@@ -88,7 +92,7 @@ func (c *cluster) reapFrontend(dead string) {
 	if slices.Contains(live, dead) || len(live) == 0 || slices.Min(live) != c.app.cfg.ServerID {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(c.janitorCtx, time.Minute)
 	defer cancel()
 	log := c.app.log.With("dead_frontend", dead)
 	ended := map[string]bool{}

@@ -78,6 +78,11 @@ type resumer struct {
 	mbox jetstream.Stream
 	ops  chan func(context.Context) // bus writes of the hooks, in order
 	done chan struct{}
+	// opsCtx is the parent of every write's context: stop cancels it when
+	// the shutdown's deadline passes, so the writes still queued then fail
+	// at once instead of waiting for the bus one by one.
+	opsCtx    context.Context
+	opsCancel context.CancelFunc
 
 	mu      sync.Mutex
 	closed  bool
@@ -110,6 +115,7 @@ func (c *cluster) startResume(ctx context.Context) error {
 		grace = frontend.DefaultResumeGrace
 	}
 	r := &resumer{c: c, ops: make(chan func(context.Context), 4096), done: make(chan struct{})}
+	r.opsCtx, r.opsCancel = context.WithCancel(context.Background())
 	var err error
 	if r.kv, err = c.bus.KV(ctx, jetstream.KeyValueConfig{
 		Bucket: sessionsBucket, Description: "nopal: bound sessions, for resumes after their frontend died",
@@ -151,7 +157,7 @@ func (c *cluster) startResume(ctx context.Context) error {
 func (r *resumer) run() {
 	defer close(r.done)
 	for op := range r.ops {
-		ctx, cancel := context.WithTimeout(context.Background(), r.c.timeout)
+		ctx, cancel := context.WithTimeout(r.opsCtx, r.c.timeout)
 		op(ctx)
 		cancel()
 	}
@@ -170,15 +176,20 @@ func (r *resumer) enqueue(op func(context.Context)) {
 	}
 }
 
-// stop performs the writes queued so far and stops.
-func (r *resumer) stop() {
+// stop performs the writes queued so far and stops; once ctx ends, the
+// writes left are abandoned (a resume after this frontend is gone may then
+// miss them), so a bus that does not answer cannot hold the shutdown.
+func (r *resumer) stop(ctx context.Context) {
 	r.mu.Lock()
 	if !r.closed {
 		r.closed = true
 		close(r.ops)
 	}
 	r.mu.Unlock()
+	abandon := context.AfterFunc(ctx, r.opsCancel)
+	defer abandon()
 	<-r.done
+	r.opsCancel()
 }
 
 // pushID numbers a cluster push (never 0).

@@ -22,7 +22,7 @@ import (
 // embedded server of their own, they need the cluster's.
 func connectBus(ctx context.Context, b busFlags, role string) (*stream.Bus, error) {
 	if b.url == "" {
-		return nil, errors.New("-nats is required: the URL of the cluster's NATS (for `node serve`'s embedded server, start it with -nats-listen)")
+		return nil, errors.New("-nats is required (or $NATS_URL): the URL of the cluster's NATS; 'node serve -nats-listen ADDR' and 'node nats' open one")
 	}
 	var r [4]byte
 	_, _ = rand.Read(r[:])
@@ -34,7 +34,7 @@ func servers(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("servers", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var bf busFlags
-	bf.register(fs)
+	bf.register(fs, false)
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,7 +78,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var bf busFlags
-	bf.register(fs)
+	bf.register(fs, false)
 	since := fs.String("since", "", "start: a duration ago (10m) or an RFC 3339 time (default: the beginning)")
 	until := fs.String("until", "", "end: a duration ago or an RFC 3339 time (default: now)")
 	route := fs.String("route", "", "only this route (or routes under it: room.room)")

@@ -6,6 +6,14 @@
 //	node client   an interactive client (REPL) for any Pitaya-protocol server
 //	node servers  list a cluster's servers
 //	node replay   print the traffic a cluster recorded
+//	node jobs     reliable RPC jobs: enqueue, get, wait, list, retry, cancel
+//	node nats     a NATS server with JetStream alone, for a cluster whose
+//	              servers each run in a process of their own
 //
-// Run `node <command> -h` for the flags.
+// Run `node <command> -h` for the flags. The commands that inspect a running
+// cluster (servers, replay, jobs) take its NATS URL from -nats or $NATS_URL.
+//
+// `node serve` stops on SIGINT or SIGTERM: its frontends drain first, then
+// its backends, then its embedded NATS server, within -shutdown-timeout; a
+// second signal stops it at once.
 package main

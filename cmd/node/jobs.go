@@ -23,7 +23,8 @@ commands:
   retry JID            run a dead or failed job again
   cancel JID           cancel a queued job
 
-every command takes -nats URL and -json`
+every command takes -nats URL (default $NATS_URL) and -json;
+run 'node jobs <command> -h' for its flags`
 
 // jobs is `node jobs`: reliable RPC jobs from the command line.
 func jobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,10 +33,15 @@ func jobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("jobs: no command")
 	}
 	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, jobsUsage)
+		return nil
+	}
 	fs := flag.NewFlagSet("jobs "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var bf busFlags
-	bf.register(fs)
+	bf.register(fs, false)
 	asJSON := fs.Bool("json", false, "print JSON")
 	jid := fs.String("jid", "", "enqueue: the job id (an idempotency key; default a new ULID)")
 	attempts := fs.Int("attempts", 0, "enqueue: max attempts (default 5)")

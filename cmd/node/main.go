@@ -12,12 +12,18 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "node:", err)
-		}
-		os.Exit(1)
+	os.Exit(exitCode(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr))
+}
+
+// exitCode is the process's exit code for run's error, which it prints:
+// 0 for none and for -h (the flags were printed), 1 otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	}
+	fmt.Fprintln(stderr, "node:", err)
+	return 1
 }
 
 const usage = `usage: node <command> [flags]
@@ -29,6 +35,8 @@ commands:
   servers  list the servers of a cluster
   replay   print the traffic a cluster recorded (-follow to tail it live)
   jobs     reliable RPC jobs: enqueue, get, wait, list, retry, cancel
+  nats     a NATS server with JetStream alone, for servers in processes of
+           their own (stopping any of them leaves the bus up)
 
 run 'node <command> -h' for the flags of a command`
 
@@ -48,6 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return replay(ctx, args[1:], stdout, stderr)
 	case "jobs":
 		return jobs(ctx, args[1:], stdout, stderr)
+	case "nats":
+		return natsServer(ctx, args[1:], stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -57,13 +67,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // newLogger builds the process logger from the --log-format and
-// --log-level flags.
+// --log-level flags. Durations print as Go durations ("10s", "1.5ms") in
+// both formats: slog's JSON handler alone would print nanoseconds
+// ("timeout":10000000000).
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}}
 	switch strings.ToLower(format) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil

@@ -185,6 +185,7 @@ func TestServeChatPage(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Setenv("NATS_URL", "") // -nats's default
 	tests := []struct {
 		args []string
 		want string

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,8 +30,15 @@ type busFlags struct {
 	url, prefix, user, password, token, creds string
 }
 
-func (b *busFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&b.url, "nats", "", "NATS URL (empty: start an embedded NATS server)")
+// register adds the flags; embedded says whether an empty -nats starts an
+// embedded NATS server (serve) or is an error (the commands that inspect a
+// running cluster, whose -nats defaults to $NATS_URL).
+func (b *busFlags) register(fs *flag.FlagSet, embedded bool) {
+	if embedded {
+		fs.StringVar(&b.url, "nats", "", "NATS URL, comma-separated for a cluster (empty: start an embedded NATS server in this process)")
+	} else {
+		fs.StringVar(&b.url, "nats", os.Getenv("NATS_URL"), "NATS URL of the cluster, e.g. nats://127.0.0.1:4222 for 'make run' (required; default $NATS_URL)")
+	}
 	fs.StringVar(&b.prefix, "prefix", stream.DefaultPrefix, "subject prefix shared by the cluster")
 	fs.StringVar(&b.user, "nats-user", "", "NATS user")
 	fs.StringVar(&b.password, "nats-password", "", "NATS password")
@@ -57,14 +66,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	rateInterval := fs.Duration("rate-interval", time.Second, "rate limit interval")
 	maxConns := fs.Int("max-conns", 0, "client connections a frontend holds at once; past it handshakes are refused with code 503 (0: no limit)")
 	var bus busFlags
-	bus.register(fs)
-	natsListen := fs.String("nats-listen", "", "embedded NATS: client address other nodes and `node replay` connect to (empty: in-process only)")
+	bus.register(fs, true)
+	natsListen := fs.String("nats-listen", "", "embedded NATS: client address other nodes and 'node replay' connect to (empty: in-process only)")
 	natsStore := fs.String("nats-store", "", "embedded NATS: JetStream folder (default: a temporary folder)")
 	natsClusterName := fs.String("nats-cluster", "nopal", "embedded NATS: cluster name")
 	natsClusterListen := fs.String("nats-cluster-listen", "", "embedded NATS: cluster route address (empty: no cluster)")
 	natsRoutes := fs.String("nats-routes", "", "embedded NATS: comma-separated routes to the other servers (nats://host:port)")
 	replicas := fs.Int("replicas", 1, "replicas of streams and buckets (3 in a 3-server NATS cluster)")
-	traffic := fs.Bool("traffic", true, "record forwarded requests, replies, pushes and kicks for `node replay`")
+	traffic := fs.Bool("traffic", true, "record forwarded requests, replies, pushes and kicks for 'node replay'")
 	timeout := fs.Duration("request-timeout", 5*time.Second, "timeout of requests forwarded over the bus")
 	jobAckWait := fs.Duration("job-ack-wait", 30*time.Second, "reliable RPC: how long a job may run silent before another worker takes it over")
 	jobConcurrency := fs.Int("job-concurrency", 16, "reliable RPC: jobs a worker runs at once")
@@ -73,6 +82,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	game := fs.String("game", "", "the game label of every metric")
 	statsdAddr := fs.String("statsd", "", "send metrics to this Statsd agent (host:port)")
 	tracing := fs.Bool("tracing", false, "export OpenTelemetry traces over OTLP, configured by OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a stop (SIGINT, SIGTERM) may take: draining clients, then leaving the cluster; a second signal stops at once")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -136,6 +146,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg := base
 		cfg.ServerType = chat.ServerType
 		cfg.Metrics = metricsFor(0)
+		cfg.ShutdownTimeout = *shutdownTimeout
 		app, err := nopal.New(cfg)
 		if err != nil {
 			return err
@@ -148,23 +159,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	var apps []*nopal.App
-	for i, kind := range kinds {
+	for _, kind := range kinds {
 		cfg := base
 		cfg.ServerType = strings.TrimSpace(kind)
+		cfg.ShutdownTimeout = *shutdownTimeout
 		bcfg := bus.config("")
 		bcfg.Replicas = *replicas
-		if i == 0 {
-			bcfg.Embedded = stream.Embedded{
-				StoreDir: *natsStore, Listen: *natsListen,
-				ClusterName: *natsClusterName, ClusterListen: *natsClusterListen, Routes: splitList(*natsRoutes),
-			}
-		}
-		// An embedded server requires -nats-user and -nats-password when
-		// they are given, from every client, this process's included.
-		bcfg.Embedded.User, bcfg.Embedded.Password = bus.user, bus.password
 		cfg.Cluster = &nopal.ClusterConfig{Bus: bcfg, Traffic: *traffic, RequestTimeout: *timeout,
 			Jobs: &nopal.JobsConfig{AckWait: *jobAckWait, Concurrency: *jobConcurrency}}
-		cfg.Metrics = metricsFor(i)
+		cfg.Metrics = metricsFor(len(apps))
 		app, err := nopal.New(cfg)
 		if err != nil {
 			return err
@@ -191,46 +194,120 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		apps = append(apps, app)
 	}
-	return runApps(ctx, log, apps)
+	p := &process{log: log, apps: apps, shutdownTimeout: *shutdownTimeout}
+	if bus.url == "" {
+		// No -nats: this process runs the embedded NATS server, and its
+		// servers connect to it in-process. It is the process's own, not
+		// one server's, so that it stops after all of them.
+		p.nats = &stream.Config{ServerID: "nats-" + processID(*id, kinds), Logger: log,
+			Embedded: stream.Embedded{
+				StoreDir: *natsStore, Listen: *natsListen,
+				ClusterName: *natsClusterName, ClusterListen: *natsClusterListen, Routes: splitList(*natsRoutes),
+				// An embedded server requires -nats-user and -nats-password
+				// when they are given, from every client.
+				User: bus.user, Password: bus.password,
+			}}
+	}
+	return p.run(ctx)
 }
 
-// runApps starts apps in order (the first one brings the embedded NATS
-// server, if any: the others connect to it in-process), waits for a signal,
-// then stops them in reverse order.
-func runApps(ctx context.Context, log *slog.Logger, apps []*nopal.App) error {
+// processID names the embedded NATS server after the process's server:
+// its -id, or its first type and a random suffix (the servers of a NATS
+// cluster need names of their own).
+func processID(id string, kinds []string) string {
+	if id != "" {
+		return id
+	}
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return strings.TrimSpace(kinds[0]) + "-" + hex.EncodeToString(b[:])
+}
+
+// process is what `node serve` runs: an embedded NATS server (unless
+// -nats names one) and the servers of the -type list on it.
+type process struct {
+	log             *slog.Logger
+	nats            *stream.Config // the embedded server to start, or nil
+	apps            []*nopal.App
+	shutdownTimeout time.Duration
+}
+
+// run starts the embedded NATS server, if any, and the apps in order,
+// waits for SIGINT or SIGTERM, then stops them: the frontends first (their
+// clients' sessions end while the backends can still hear of it, as the
+// chat's room does), then the others, then NATS, all within the shutdown
+// timeout. A second signal stops the process at once.
+func (p *process) run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var nats *stream.Bus
+	if p.nats != nil {
+		var err error
+		if nats, err = stream.Connect(ctx, *p.nats); err != nil {
+			return err
+		}
+		if u := nats.ClientURL(); u != "" {
+			p.log.Info("embedded NATS listening", "url", u)
+		}
+	}
 	var started []*nopal.App
 	shutdown := func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), p.shutdownTimeout)
 		defer cancel()
+		// The frontends drain first, keeping a quarter of the time (at most
+		// 3 s) for the backends and NATS.
+		deadline, _ := sctx.Deadline()
+		fctx, fcancel := context.WithDeadline(sctx, deadline.Add(-min(p.shutdownTimeout/4, 3*time.Second)))
+		defer fcancel()
 		var errs []error
-		for i := len(started) - 1; i >= 0; i-- {
-			errs = append(errs, started[i].Shutdown(sctx))
+		for _, frontends := range []bool{true, false} {
+			for i := len(started) - 1; i >= 0; i-- {
+				if started[i].IsFrontend() != frontends {
+					continue
+				}
+				actx := sctx
+				if frontends {
+					actx = fctx
+				}
+				if err := started[i].Shutdown(actx); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", started[i].ServerID(), err))
+				}
+			}
+		}
+		if nats != nil {
+			nats.Close()
 		}
 		return errors.Join(errs...)
 	}
-	for i, app := range apps {
-		if i > 0 && started[0].Bus() != nil && started[0].Bus().Server != nil {
-			app.UseEmbedded(started[0].Bus().Server)
+	for _, app := range p.apps {
+		if nats != nil {
+			app.UseEmbedded(nats.Server)
 		}
 		if err := app.Start(context.WithoutCancel(ctx)); err != nil {
 			return errors.Join(err, shutdown())
 		}
 		started = append(started, app)
 	}
-	if b := apps[0].Bus(); b != nil && b.ClientURL() != "" {
-		log.Info("embedded NATS listening", "url", b.ClientURL())
-	}
 	// Ready means a client's first request finds the servers of this
 	// process: each has seen the others in discovery.
-	if !seeEachOther(ctx, apps, 5*time.Second) {
-		log.Warn("the servers of this process do not see each other yet")
+	if !seeEachOther(ctx, p.apps, 5*time.Second) {
+		p.log.Warn("the servers of this process do not see each other yet")
 	}
-	log.Info("ready")
+	p.log.Info("ready")
 	<-ctx.Done()
-	log.Info("shutting down: draining clients")
-	return shutdown()
+	stop()
+	p.log.Info("shutting down: draining clients", "timeout", p.shutdownTimeout)
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	done := make(chan error, 1)
+	go func() { done <- shutdown() }()
+	select {
+	case err := <-done:
+		return err
+	case sig := <-again:
+		return fmt.Errorf("%v again: stopped without finishing the drain", sig)
+	}
 }
 
 func splitList(s string) []string {
