@@ -83,11 +83,14 @@ type Client struct {
 	hbTimer   *time.Timer
 
 	closed  atomic.Bool
-	closing chan struct{} // closed by the first setErr: stops a resume
+	life    context.Context    // ended by the first setErr: stops a resume
+	endLife context.CancelFunc // ends life
 	errMu   sync.Mutex
 	err     error
 	token   string // the session's resume token, under errMu
+	at      string // the address of the connection, under errMu
 	dropped atomic.Uint64
+	states  *notifier // nil without WithOnState
 
 	received atomic.Uint64 // pushes received in the session
 	resumes  atomic.Uint64
@@ -123,21 +126,22 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
 	}
-	c, err := handshake(ctx, t, &o)
+	c, err := handshake(ctx, t, addr, &o)
 	if err != nil {
 		_ = t.close(false)
 		return nil, fmt.Errorf("client: handshake with %s: %w", addr, err)
 	}
-	c.addr = addr
 	return c, nil
 }
 
-func handshake(ctx context.Context, t transport, o *options) (*Client, error) {
+func handshake(ctx context.Context, t transport, addr string, o *options) (*Client, error) {
 	hs, err := exchangeHandshake(ctx, t, o, o.resumeFrom)
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{
+		addr:    addr,
+		at:      addr,
 		o:       *o,
 		ser:     o.serializer,
 		hs:      hs,
@@ -146,8 +150,11 @@ func handshake(ctx context.Context, t transport, o *options) (*Client, error) {
 		epoch:   time.Now(),
 		pushes:  make(chan Push, o.pushBuffer),
 		done:    make(chan struct{}),
-		closing: make(chan struct{}),
 		pending: make(map[uint64]chan reply),
+	}
+	c.life, c.endLife = context.WithCancel(context.Background())
+	if o.onState != nil {
+		c.states = &notifier{f: o.onState}
 	}
 	c.tp.Store(&tbox{t})
 	if hs.Sys.Resumed {
@@ -439,7 +446,8 @@ func (c *Client) Close() error {
 }
 
 // setErr records why the connection ends and marks it closed; it reports
-// whether this was the first reason. The caller closes the transport.
+// whether this was the first reason. The caller closes the transport. The
+// first reason is also the client's final state event.
 func (c *Client) setErr(err error) bool {
 	c.errMu.Lock()
 	if c.err != nil {
@@ -447,13 +455,23 @@ func (c *Client) setErr(err error) bool {
 		return false
 	}
 	c.err = err
+	at := c.at
 	c.errMu.Unlock()
 	c.closed.Store(true)
-	close(c.closing)
+	c.endLife()
 	if c.hbTimer != nil {
 		c.hbTimer.Stop()
 	}
+	c.states.emit(StateEvent{Kind: stateKindOf(err), Addr: at, Err: err})
 	return true
+}
+
+// Addr returns the address of the client's connection: the one it dialed,
+// or the one [WithAutoResume] last resumed its session on.
+func (c *Client) Addr() string {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.at
 }
 
 // fail ends the connection with err unless it has already ended.
@@ -573,6 +591,7 @@ func (c *Client) readLoop() {
 		typ, body, owned, err := c.tr().read()
 		if err != nil {
 			if c.o.autoResume != nil && !c.closed.Load() {
+				c.states.emit(StateEvent{Kind: StateResuming, Addr: c.Addr(), Err: err})
 				if err = c.resume(err); err == nil {
 					continue
 				}
@@ -675,9 +694,12 @@ func (c *Client) resume(cause error) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: no server resumed it within %v (%w)", ErrSessionLost, ar.within, cause)
 		}
-		hctx, cancel := context.WithDeadline(context.Background(), deadline)
+		hctx, cancel := context.WithDeadline(c.life, deadline)
 		if c.o.handshakeTimeout > 0 {
-			hctx, cancel = context.WithTimeout(hctx, c.o.handshakeTimeout)
+			var cancelTimeout context.CancelFunc
+			hctx, cancelTimeout = context.WithTimeout(hctx, c.o.handshakeTimeout)
+			cancelDeadline := cancel
+			cancel = func() { cancelTimeout(); cancelDeadline() }
 		}
 		addr := addrs[i%len(addrs)]
 		t, err := dial(hctx, addr, &c.o)
@@ -692,6 +714,7 @@ func (c *Client) resume(cause error) error {
 				c.wmu.Unlock()
 				c.errMu.Lock()
 				c.token = hs.Sys.Resume
+				c.at = addr
 				c.errMu.Unlock()
 				c.lastWrite.Store(int64(time.Since(c.epoch)))
 				if c.closed.Load() { // Close ran meanwhile, on the old socket
@@ -699,6 +722,7 @@ func (c *Client) resume(cause error) error {
 					return ErrClosed
 				}
 				c.resumes.Add(1)
+				c.states.emit(StateEvent{Kind: StateResumed, Addr: addr})
 				return nil
 			case err == nil:
 				cancel()
@@ -710,7 +734,7 @@ func (c *Client) resume(cause error) error {
 		cancel()
 		select {
 		case <-time.After(backoff):
-		case <-c.closing:
+		case <-c.life.Done():
 			return cause
 		}
 		backoff = min(2*backoff, time.Second)

@@ -41,6 +41,27 @@
 // protocol error that ended it. Pending and later calls fail with an error
 // wrapping [ErrClosed] and that reason.
 //
+// # Resume and connection state
+//
+// With [WithAutoResume] a dropped connection does not end the client: it
+// reconnects, to the address it dialed or to other frontends, and takes its
+// session over ([Client.Resumes] counts the times, [Client.Addr] says where
+// it is now connected). Failing that, it ends with an error wrapping
+// [ErrSessionLost].
+//
+// [WithOnState] tells a program about these changes as they happen, for
+// example to show them to a user while nothing else is going on: each
+// [StateEvent] carries its kind ([StateResuming], [StateResumed], and
+// finally one of [StateLost], [StateKicked] and [StateClosed]), the address
+// concerned and the error. The function runs on a goroutine of its own, in
+// order, one event at a time, so it never holds up the reader; the final
+// event comes last, exactly once, [Client.Close] included:
+//
+//	c, err := client.Dial(ctx, addr, client.WithAutoResume(0, otherAddr),
+//		client.WithOnState(func(e client.StateEvent) {
+//			log.Printf("%s %s: %v", e.Kind, e.Addr, e.Err)
+//		}))
+//
 // # Cost
 //
 // The client is built for load generation (thousands of connections per
@@ -52,7 +73,8 @@
 // [WithHeartbeat] on (the default) one lazily re-armed timer per client also
 // sends a heartbeat when nothing was written for the interval the server
 // announced (its function runs briefly on a goroutine of its own when it
-// fires). Over TCP an idle connection holds no pooled read buffer (see
+// fires); so does the function of [WithOnState], while events wait for
+// it. Over TCP an idle connection holds no pooled read buffer (see
 // [WithBufferPool] to share the pool between clients); over WebSocket each
 // packet is read into a buffer of its exact size. [WithPushBuffer](0) saves
 // the push channel's buffer on connections that ignore pushes.

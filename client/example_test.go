@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
 	"github.com/nopal-dev/nopal/client"
 	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/frontend"
 )
 
 // A client joins a chat room: it dials, sends a request, reads the push the
@@ -98,4 +100,83 @@ func startChatServer() string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// A client follows the state of its connection: with auto-resume it hears
+// when the connection drops and when its session is back, and it hears
+// the Kick a server sends every client when it drains.
+func ExampleWithOnState() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fe, addr, err := startEchoFrontend(ctx, "tcp") // a Nopal frontend, below
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer fe.Shutdown(ctx)
+
+	events := make(chan client.StateEvent, 8)
+	c, err := client.Dial(ctx, addr, client.WithAutoResume(5*time.Second),
+		client.WithOnState(func(e client.StateEvent) { events <- e }))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	c.Drop() // as a network failure would
+	for range 2 {
+		e := <-events
+		fmt.Println(e.Kind, "on the same address:", e.Addr == addr)
+	}
+	var out string
+	if err := c.Request(ctx, "echo", "still there", &out); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(out)
+
+	if err := fe.Shutdown(ctx); err != nil { // drains: kicks every client
+		fmt.Println(err)
+		return
+	}
+	e := <-events
+	fmt.Println(e.Kind, e.Err)
+	// Output:
+	// resuming on the same address: true
+	// resumed on the same address: true
+	// still there
+	// kicked client: kicked by the server
+}
+
+// startEchoFrontend starts a Nopal frontend with session resume on, whose
+// handler answers each request with its payload, on a free port: kind
+// "tcp" or "ws". It returns the address to dial.
+func startEchoFrontend(ctx context.Context, kind string) (*frontend.Frontend, string, error) {
+	fe, err := frontend.New(frontend.Config{
+		Handler: frontend.HandlerFunc(func(_ context.Context, m *codec.Message) ([]byte, error) {
+			return append([]byte(nil), m.Data...), nil
+		}),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	var addr func() string
+	switch kind {
+	case "tcp":
+		a := frontend.NewTCPAcceptor("127.0.0.1:0")
+		fe.AddAcceptor(a)
+		addr = func() string { return a.Addr().String() }
+	case "ws":
+		a := frontend.NewWSAcceptor("127.0.0.1:0")
+		fe.AddAcceptor(a)
+		addr = func() string { return "ws://" + a.Addr().String() + "/" }
+	default:
+		return nil, "", fmt.Errorf("unknown kind %q", kind)
+	}
+	if err := fe.Start(ctx); err != nil {
+		return nil, "", err
+	}
+	return fe, addr(), nil
 }

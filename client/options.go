@@ -32,6 +32,7 @@ type options struct {
 	wsWritePool      *wsBufferPool
 	autoResume       *autoResume
 	resumeFrom       *codec.ResumeRequest
+	onState          func(StateEvent)
 }
 
 type autoResume struct {
@@ -157,4 +158,21 @@ func WithAutoResume(within time.Duration, addrs ...string) Option {
 // Handshake().Sys.Resumed; if not, the client has a fresh session.
 func WithResume(token string, pushes uint64) Option {
 	return func(o *options) { o.resumeFrom = &codec.ResumeRequest{Token: token, Pushes: pushes} }
+}
+
+// WithOnState calls f with each change of the connection's state (see
+// [StateEvent]): with [WithAutoResume], a dropped connection
+// ([StateResuming]) and the session resumed ([StateResumed], on which
+// address); then, once, the end of the client: [StateLost] when the resume
+// failed, [StateKicked] after a Kick (a server that drains or shuts down
+// kicks every client), or [StateClosed] for any other reason, [Client.Close]
+// included. The final event is always the last: f is never called after
+// it, so a program that waits for it knows f is done.
+//
+// f is called in order, one call at a time, on a goroutine other than the
+// client's reader, started when an event comes and gone when none waits:
+// f may block, or call the client's methods ([Client.Close] included),
+// without holding up the connection; events queue until it returns.
+func WithOnState(f func(StateEvent)) Option {
+	return func(o *options) { o.onState = f }
 }

@@ -44,7 +44,22 @@ type serverOpts struct {
 	compress   bool   // zlib the handshake response (must shrink)
 	stall      bool   // never answer the handshake
 	tls        *tls.Config
+	// Resume: the handshake hands out resumeToken, and a handshake that
+	// asks to resume (with any token) gets Resumed, unless fresh (a fresh
+	// session instead) or refuseResume (code 400).
+	resume       bool
+	fresh        bool
+	refuseResume bool
+	// earlyEnd: a connection may end before its handshake (a client that
+	// gives up a resume).
+	earlyEnd bool
 }
+
+// resumeToken is what a server with resume hands out.
+const resumeToken = "tok"
+
+// resumed reports whether the connection's handshake asked to resume.
+func (s *srvConn) resumed() bool { return s.req.Sys.Resume != nil }
 
 // srvConn is the server side of one connection.
 type srvConn struct {
@@ -219,6 +234,13 @@ func startServer(t testing.TB, kind string, o serverOpts, handle func(*srvConn))
 	return addr
 }
 
+// stopped reports whether the test has ended and closed the server.
+func (s *testServer) stopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 func (s *testServer) serve(c *srvConn) {
 	s.mu.Lock()
 	if s.closed {
@@ -237,6 +259,9 @@ func (s *testServer) serve(c *srvConn) {
 
 	typ, pkt, err := c.read()
 	if err != nil || typ != codec.Handshake {
+		if s.stopped() || s.o.earlyEnd && err != nil {
+			return // the test or the client ended first
+		}
 		s.t.Errorf("server: want a handshake, got %v %v", typ, err)
 		return
 	}
@@ -252,6 +277,9 @@ func (s *testServer) serve(c *srvConn) {
 	if code == 0 {
 		code = codec.HandshakeOK
 	}
+	if c.resumed() && s.o.refuseResume {
+		code = codec.HandshakeFailed
+	}
 	resp := codec.HandshakeResponse{Code: code}
 	if code == codec.HandshakeOK {
 		ser := s.o.serializer
@@ -259,6 +287,10 @@ func (s *testServer) serve(c *srvConn) {
 			ser = "json"
 		}
 		resp.Sys = &codec.HandshakeResponseSys{Dict: s.o.dict, Heartbeat: s.o.heartbeat, Serializer: ser}
+		if s.o.resume {
+			resp.Sys.Resume = resumeToken
+			resp.Sys.Resumed = c.resumed() && !s.o.fresh
+		}
 	}
 	body, err := json.Marshal(resp)
 	if err != nil {
@@ -276,6 +308,9 @@ func (s *testServer) serve(c *srvConn) {
 		return
 	}
 	if typ, _, err := c.read(); err != nil || typ != codec.HandshakeAck {
+		if s.stopped() || s.o.earlyEnd && err != nil {
+			return // the test or the client ended first
+		}
 		s.t.Errorf("server: want a handshake ack, got %v %v", typ, err)
 		return
 	}
