@@ -18,10 +18,14 @@ import (
 type MetricsConfig struct {
 	// Set configures the metric set: Namespace (default "nopal"), Game,
 	// constant labels, histogram buckets and custom metrics. ServerType
-	// defaults to the app's.
+	// defaults to the app's. Set.Exporter shares one Prometheus registry
+	// and /metrics between the apps of one process: give each app's
+	// config the same metrics.NewExporter() and one of them an Addr; each
+	// app's series keep their own serverType label.
 	Set metrics.Config
 	// Addr serves Prometheus's /metrics ("127.0.0.1:9090"; "" serves
-	// nothing: use App.Metrics().Handler() in your own server).
+	// nothing: use App.Metrics().Handler() in your own server). With a
+	// shared Set.Exporter it serves every app of the Exporter.
 	Addr string
 	// Statsd sends the same metrics to a Statsd agent ("127.0.0.1:8125"),
 	// with StatsdPrefix (default the namespace and "_") before each name.
@@ -30,7 +34,10 @@ type MetricsConfig struct {
 	// Reporters are more places metrics go (your own Reporter).
 	Reporters []metrics.Reporter
 	// Interval of the gauges sampled from the app (connected clients,
-	// runtime, queues; default 15 s).
+	// runtime, queues; default 15 s) for Statsd and the Reporters, which
+	// are pushed to. A Prometheus scrape samples them afresh (waiting up
+	// to metrics.ScrapeWait for the job worker's queue sizes), so /metrics
+	// is current whatever the interval.
 	Interval time.Duration
 }
 
@@ -40,12 +47,15 @@ type observer struct {
 	set    *metrics.Set
 	statsd *metrics.Statsd
 	addr   string
+	shared bool // the Set reports on an Exporter shared with other apps
 
 	mu    sync.Mutex
 	types map[string]bool // server types seen, so a vanished type reads 0
 
+	// sampleMu serializes samples: the ticker's and the scrapes'.
+	sampleMu sync.Mutex
 	// The frontend's counters at the last sample: each sample adds what
-	// they gained since (accessed by the sampling goroutine only).
+	// they gained since (guarded by sampleMu).
 	lastMalformed, lastHandshake, lastHeartbeat, lastSlow, lastRefused int64
 }
 
@@ -59,7 +69,7 @@ func newObserver(a *App) (*observer, error) {
 		cfg.ServerType = a.cfg.ServerType
 	}
 	reporters := append([]metrics.Reporter(nil), mc.Reporters...)
-	o := &observer{}
+	o := &observer{shared: cfg.Exporter != nil}
 	if mc.Statsd != "" {
 		prefix := mc.StatsdPrefix
 		if prefix == "" {
@@ -124,6 +134,10 @@ func (o *observer) start(ctx context.Context, a *App) error {
 	}
 	go o.set.StartSysMetrics(ctx, interval)
 	go o.sample(ctx, a, interval)
+	// A scrape reads the sampled values afresh: a job that just finished
+	// is in the very next scrape, not one interval later.
+	remove := o.set.OnScrape(func(context.Context) { o.sampleOnce(a) })
+	go func() { <-ctx.Done(); remove() }()
 	if c := a.cluster(); c != nil {
 		cancel := c.disc.Subscribe(func(discovery.Event) { o.serverCounts(c.disc) })
 		go func() { <-ctx.Done(); cancel() }()
@@ -160,8 +174,11 @@ func (o *observer) sample(ctx context.Context, a *App, interval time.Duration) {
 	}
 }
 
-// sampleOnce reads the gauges that live elsewhere in the app.
+// sampleOnce reads the gauges that live elsewhere in the app. The job
+// worker's stats ask JetStream for the queue sizes (2 s at most).
 func (o *observer) sampleOnce(a *App) {
+	o.sampleMu.Lock()
+	defer o.sampleMu.Unlock()
 	if fe := a.Frontend(); fe != nil {
 		st := fe.Stats()
 		o.set.SetConnectedClients(int(st.Connected.Load()))
@@ -240,8 +257,17 @@ func (o *observer) served(route string, user bool, sentUnixNano int64, started t
 	o.set.ObserveResponse(route, typ, time.Since(started), code)
 }
 
+// close takes the app's series off a shared /metrics (an app's own keeps
+// them: App.Metrics().Handler() still serves the last values) and flushes
+// Statsd.
 func (o *observer) close() {
-	if o != nil && o.statsd != nil {
+	if o == nil {
+		return
+	}
+	if o.shared {
+		o.set.Close()
+	}
+	if o.statsd != nil {
 		_ = o.statsd.Close()
 	}
 }

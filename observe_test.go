@@ -19,6 +19,7 @@ import (
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/frontend"
 	"github.com/nopal-dev/nopal/metrics"
+	"github.com/nopal-dev/nopal/reliable"
 	"github.com/nopal-dev/nopal/stream"
 )
 
@@ -383,4 +384,148 @@ func TestMetricsRouteNotUTF8(t *testing.T) {
 	if got := metricValue(t, text, "nopal_handler_response_time_ns_count", `route="unknown"`, `code="`+ce.Code+`"`); got != 1 {
 		t.Errorf("the bad route counted %v times as unknown, want 1", got)
 	}
+}
+
+// startObservedApp starts an app of type svType with the given metrics on
+// the embedded NATS server of bus (nil: an embedded server of its own, in
+// t.TempDir()); room adds the room component and its remotes (a job
+// worker), tcp a TCP acceptor (its address is returned).
+func startObservedApp(t *testing.T, svType string, mc *nopal.MetricsConfig, bus *nopal.App, room, tcp bool) (*nopal.App, string) {
+	t.Helper()
+	cfg := nopal.Config{ServerType: svType, Logger: clusterLogger(t), Metrics: mc,
+		Cluster: &nopal.ClusterConfig{Bus: stream.Config{}}}
+	if bus == nil {
+		cfg.Cluster.Bus.Embedded = stream.Embedded{StoreDir: t.TempDir()}
+	}
+	app, err := nopal.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bus != nil {
+		app.UseEmbedded(bus.Bus().Server)
+	}
+	if room {
+		setupRoom(t, app, nil)
+	}
+	var acc *frontend.TCPAcceptor
+	if tcp {
+		acc = frontend.NewTCPAcceptor("127.0.0.1:0")
+		app.AddAcceptor(acc)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		_ = app.Shutdown(ctx)
+	})
+	if acc == nil {
+		return app, ""
+	}
+	return app, acc.Addr().String()
+}
+
+// runJob runs the reliable RPC room.remote.echo to its end and waits until
+// app's worker has counted it (the worker counts a job just after it
+// records its end, which is what Jobs().Wait sees).
+func runJob(t *testing.T, app, worker *nopal.App) {
+	t.Helper()
+	ctx := testCtx(t)
+	w := worker.JobWorker()
+	if w == nil {
+		t.Fatalf("%s runs no job worker", worker.ServerType())
+	}
+	before := w.Stats().Jobs[reliable.Succeeded]
+	jid, err := app.ReliableRPC(ctx, "room.remote.echo", &Echo{Text: "job"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := app.Jobs().Wait(ctx, jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.State != reliable.Succeeded {
+		t.Fatalf("job %s ended %s: %+v", jid, job.State, job.LastError)
+	}
+	eventually(t, "the worker to count the job", func() bool {
+		return w.Stats().Jobs[reliable.Succeeded] == before+1
+	})
+}
+
+// The worker_* metrics are current when scraped: the scrape right after a
+// job finished counts it, though the app samples its gauges only hourly.
+func TestMetricsWorkerCurrentAtScrape(t *testing.T) {
+	app, _ := startObservedApp(t, "room",
+		&nopal.MetricsConfig{Addr: "127.0.0.1:0", Interval: time.Hour}, nil, true, false)
+	for n := 1.0; n <= 2; n++ {
+		runJob(t, app, app)
+		text := scrape(t, app.MetricsAddr())
+		if got := metricValue(t, text, "nopal_worker_worker_jobs_total", `status="succeeded"`, `serverType="room"`); got != n {
+			t.Fatalf("after job %v: worker_worker_jobs_total{status=succeeded} = %v", n, got)
+		}
+		if got := metricValue(t, text, "nopal_worker_worker_queue_size", `queue="room"`); got != 0 {
+			t.Errorf("after job %v: worker_worker_queue_size = %v, want 0", n, got)
+		}
+	}
+}
+
+// Several apps of one process report on one /metrics (a shared
+// metrics.Exporter, served by the one app given an Addr): a connector
+// frontend and a room backend with a job worker, each series under its
+// app's serverType. A stopped app's series leave the endpoint.
+func TestMetricsSharedEndpoint(t *testing.T) {
+	exp := metrics.NewExporter()
+	shared := func(addr string) *nopal.MetricsConfig {
+		return &nopal.MetricsConfig{Set: metrics.Config{Game: "demo", Exporter: exp}, Addr: addr, Interval: time.Hour}
+	}
+	front, tcp := startObservedApp(t, "connector", shared("127.0.0.1:0"), nil, false, true)
+	room, _ := startObservedApp(t, "room", shared(""), front, true, false)
+	if room.MetricsAddr() != "" || front.MetricsAddr() == "" {
+		t.Fatalf("metrics addresses %q (connector) and %q (room): want the connector's only", front.MetricsAddr(), room.MetricsAddr())
+	}
+	eventually(t, "the connector to see the room server", func() bool { return front.Discovery().HasType("room") })
+
+	ctx := testCtx(t)
+	c, err := client.Dial(ctx, tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out Echo
+	if err := c.Request(ctx, "room.room.echo", &Echo{Text: "hi"}, &out); err != nil || out.Text != "hi" {
+		t.Fatalf("forwarded echo: %+v, %v", out, err)
+	}
+	runJob(t, front, room)
+
+	text := scrape(t, front.MetricsAddr())
+	tests := []struct {
+		name      string
+		fragments []string
+		want      float64 // -1: any value
+	}{
+		{"nopal_acceptor_connected_clients", []string{`serverType="connector"`}, 1},
+		{"nopal_handler_response_time_ns_count", []string{`serverType="connector"`, `route="room.room.echo"`}, 1},
+		{"nopal_handler_response_time_ns_count", []string{`serverType="room"`, `route="room.room.echo"`}, 1},
+		{"nopal_handler_handler_delay_ns_count", []string{`serverType="room"`, `route="room.room.echo"`, `type="remote"`}, 1},
+		{"nopal_worker_worker_jobs_total", []string{`serverType="room"`, `status="succeeded"`, `game="demo"`}, 1},
+		{"nopal_service_discovery_count_servers", []string{`serverType="connector"`, `type="room"`}, 1},
+		{"nopal_service_discovery_count_servers", []string{`serverType="room"`, `type="connector"`}, 1},
+		{"nopal_sys_goroutines", []string{`serverType="room"`}, -1},
+		{"go_goroutines", nil, -1},
+	}
+	for _, tc := range tests {
+		if got := metricValue(t, text, tc.name, tc.fragments...); tc.want >= 0 && got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.fragments, got, tc.want)
+		}
+	}
+
+	if err := room.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	text = scrape(t, front.MetricsAddr())
+	if strings.Contains(text, `serverType="room"`) {
+		t.Errorf("the stopped room's series are still served:\n%s", grepLines(text, "nopal_worker"))
+	}
+	metricValue(t, text, "nopal_acceptor_connected_clients", `serverType="connector"`)
 }

@@ -1,6 +1,7 @@
 // Package metrics is Nopal's metric set: Pitaya's metric names and labels,
-// exported to Prometheus from a registry the Set owns, and fanned out to any
-// number of extra Reporters (Statsd, or the application's own).
+// exported to Prometheus from a registry (the Set's own, or one several
+// servers' Sets share), and fanned out to any number of extra Reporters
+// (Statsd, or the application's own).
 //
 // # Use
 //
@@ -11,8 +12,36 @@
 //
 // With Config.Namespace "pitaya" the exported names are exactly Pitaya's,
 // so existing Pitaya dashboards and alerts keep working; the default
-// namespace is "nopal". There is no package-level state: every Set has its
-// own prometheus.Registry (Set.Registry), never the global default one.
+// namespace is "nopal". There is no package-level state: every Set reports
+// on the prometheus.Registry of an Exporter (Set.Registry), its own unless
+// Config.Exporter shares one, never the global default one.
+//
+// # Several servers, one endpoint
+//
+// The servers of one process (node serve -type connector,room,rewards)
+// share one /metrics through one Exporter:
+//
+//	exp := metrics.NewExporter()
+//	conn, err := metrics.NewSet(metrics.Config{ServerType: "connector", Exporter: exp})
+//	room, err := metrics.NewSet(metrics.Config{ServerType: "room", Exporter: exp})
+//	addr, err := exp.Serve(ctx, ":9090") // or conn.Serve: the same handler
+//
+// Each Set registers its own collectors, whose serverType const label tells
+// their series apart (the registry merges them into one family per name),
+// so the Sets of an Exporter must differ in their const labels: NewSet
+// refuses a second Set with the same ones. The runtime collectors are
+// registered once per Exporter. Set.Close takes a Set's series off the
+// endpoint (a server that stopped).
+//
+// # Values current at scrape
+//
+// Set.OnScrape registers a function that runs before every scrape of the
+// handler (Exporter.Refresh), for values read from elsewhere: an App
+// samples its frontend's counters and its job worker's stats there, so a
+// job that just finished is in the very next scrape. A scrape waits for
+// these functions ScrapeWait (1 s) at most, then serves what the registry
+// holds; a function still running from an earlier scrape is not started
+// again.
 //
 // # Metrics
 //
@@ -55,8 +84,9 @@
 // does not decode, data before the handshake), handshakes refused (bad
 // JSON or a failed validator), connections closed after missing
 // heartbeats, and clients disconnected because their send queue filled.
-// An App feeds them from its frontend's counters at every sampling tick
-// (MetricsConfig.Interval), adding what they gained since the last one.
+// An App feeds them from its frontend's counters at every scrape and every
+// sampling tick (MetricsConfig.Interval), adding what they gained since
+// the last sample.
 // Label values that are not valid UTF-8 (a route is chosen by the client)
 // are exported with U+FFFD in place of their bad bytes: Prometheus refuses
 // them.

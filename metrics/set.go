@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"math"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // DefaultNamespace is the namespace of every metric when Config.Namespace is
@@ -42,6 +42,13 @@ type Config struct {
 	// ErrorHandler, when set, receives the errors returned by the extra
 	// Reporters (the request path cannot return them). nil drops them.
 	ErrorHandler func(name string, err error)
+	// Exporter, when set, is the registry and /metrics handler the Set
+	// reports on, shared with other Sets (the servers of one process on
+	// one endpoint); nil gives the Set an Exporter of its own. Sets sharing
+	// an Exporter must differ in their const labels (ServerType), and a
+	// custom metric two of them declare must have the same help and labels
+	// in both. The runtime collectors are registered once per Exporter.
+	Exporter *Exporter
 }
 
 // CustomConfig declares custom metrics, registered next to the built-in
@@ -124,11 +131,13 @@ type respObs struct{ sum, hist prometheus.Observer }
 type delayKey struct{ route, typ string }
 
 // Set is the metric set of one server: every built-in metric plus the
-// custom ones, on a Prometheus registry of its own, fanned out to any
-// number of extra Reporters. It is safe for concurrent use. A Set is itself
-// a Reporter over all its metrics.
+// custom ones, on the Prometheus registry of its Exporter (its own, or one
+// shared with other servers' Sets), fanned out to any number of extra
+// Reporters. It is safe for concurrent use. A Set is itself a Reporter over
+// all its metrics.
 type Set struct {
 	ns        string
+	exp       *Exporter
 	reg       *prometheus.Registry
 	consts    map[string]string
 	reporters []Reporter
@@ -136,7 +145,12 @@ type Set struct {
 	tagPool   sync.Pool // map[string]string, cleared
 
 	entries    map[string]*entry
-	collectors []prometheus.Collector
+	collectors []prometheus.Collector // registered on exp.reg
+
+	hmu       sync.Mutex
+	unhooks   []func() // remove the OnScrape functions
+	closed    bool
+	closeOnce sync.Once
 
 	respSum  *prometheus.SummaryVec
 	respHist *prometheus.HistogramVec
@@ -165,8 +179,9 @@ type Set struct {
 	delays map[delayKey]prometheus.Observer
 }
 
-// NewSet builds the metric set described by cfg, registers it on a new
-// registry, and fans every report out to reporters as well.
+// NewSet builds the metric set described by cfg, registers it on
+// cfg.Exporter's registry (a new one when nil), and fans every report out
+// to reporters as well.
 func NewSet(cfg Config, reporters ...Reporter) (*Set, error) {
 	ns := cfg.Namespace
 	if ns == "" {
@@ -195,9 +210,14 @@ func NewSet(cfg Config, reporters ...Reporter) (*Set, error) {
 		}
 	}
 
+	exp := cfg.Exporter
+	if exp == nil {
+		exp = NewExporter()
+	}
 	s := &Set{
 		ns:        ns,
-		reg:       prometheus.NewRegistry(),
+		exp:       exp,
+		reg:       exp.reg,
 		consts:    consts,
 		reporters: slices.Clone(reporters),
 		onError:   cfg.ErrorHandler,
@@ -241,18 +261,61 @@ func NewSet(cfg Config, reporters ...Reporter) (*Set, error) {
 	if err := s.addCustom(cfg.Custom); err != nil {
 		return nil, err
 	}
-	if !cfg.DisableRuntimeCollectors {
-		s.collectors = append(s.collectors,
-			collectors.NewGoCollector(),
-			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := exp.register(s.collectors); err != nil {
+		if cfg.Exporter != nil {
+			return nil, fmt.Errorf("metrics: register on the shared Exporter (each Set needs its own serverType): %w", err)
+		}
+		return nil, fmt.Errorf("metrics: register: %w", err)
 	}
-	for _, c := range s.collectors {
-		if err := s.reg.Register(c); err != nil {
+	if !cfg.DisableRuntimeCollectors {
+		if err := exp.addRuntime(); err != nil {
+			s.unregister()
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
 	}
-	s.collectors = nil
 	return s, nil
+}
+
+func (s *Set) unregister() {
+	for _, c := range s.collectors {
+		s.reg.Unregister(c)
+	}
+}
+
+// OnScrape runs f before every scrape of Handler (see Exporter.Refresh),
+// for values read from elsewhere that must be current when scraped: f sets
+// them with the Set's methods. f gets a context that ends when the scrape
+// stops waiting for it (ScrapeWait); a scrape waits for an f still running
+// from an earlier one rather than start it again. Set's methods also
+// forward to the extra Reporters, so those get the values at each scrape
+// too. The returned function removes f; Close removes them all.
+func (s *Set) OnScrape(f func(ctx context.Context)) (remove func()) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.closed {
+		return func() {}
+	}
+	rm := s.exp.onScrape(f)
+	s.unhooks = append(s.unhooks, rm)
+	return rm
+}
+
+// Close removes the Set's metrics and OnScrape functions from its
+// Exporter, so that a shared endpoint stops serving the series of a
+// server that has stopped (the runtime collectors stay). The Set keeps
+// accepting values, which reach the extra Reporters only.
+func (s *Set) Close() {
+	s.closeOnce.Do(func() {
+		s.hmu.Lock()
+		s.closed = true
+		unhooks := s.unhooks
+		s.unhooks = nil
+		s.hmu.Unlock()
+		for _, rm := range unhooks {
+			rm()
+		}
+		s.unregister()
+	})
 }
 
 // builtinGauge and builtinCounter build a built-in vector and its entry.
@@ -395,9 +458,13 @@ func checkBuckets(b []float64) error {
 	return nil
 }
 
-// Registry is the Set's own registry (never the global default one); more
-// collectors may be registered on it.
+// Registry is the registry of the Set's Exporter (never the global default
+// one); more collectors may be registered on it.
 func (s *Set) Registry() *prometheus.Registry { return s.reg }
+
+// Exporter is the Exporter the Set reports on: Config.Exporter, or the
+// Set's own.
+func (s *Set) Exporter() *Exporter { return s.exp }
 
 // Namespace is the namespace the Prometheus names carry.
 func (s *Set) Namespace() string { return s.ns }

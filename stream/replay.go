@@ -1,11 +1,14 @@
 package stream
 
 import (
+	"container/heap"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -33,7 +36,26 @@ type Filter struct {
 	// Follow keeps tailing the log after the stored records, until ctx
 	// ends.
 	Follow bool
+	// Reorder is how late a record may reach the log and still be
+	// reported in its time order (default DefaultReorder; negative:
+	// report records in stream order, as they are read). Recorders
+	// append their records in batches, so the records of different
+	// servers, or of different recorders of one server, reach the stream
+	// out of time order by up to a batch's delay (RecorderConfig.MaxDelay)
+	// and its publishing. Replay holds each record until it has read the
+	// records made up to Reorder after it, or, when following live, until
+	// it has held it that long: following lags the log by Reorder. It
+	// holds 65536 records at most.
+	Reorder time.Duration
 }
+
+// DefaultReorder is Filter.Reorder's default: well past a batch's default
+// 2 ms delay and its publishing, short enough to tail the log live.
+const DefaultReorder = 250 * time.Millisecond
+
+// maxHeld bounds the records Replay holds to put them in time order; past
+// it the earliest goes out at once.
+const maxHeld = 1 << 16
 
 // Entry kinds.
 const (
@@ -84,9 +106,9 @@ const replaySlack = time.Minute
 // a uid and route.
 const maxPendingCalls = 1 << 16
 
-// Replay reads the traffic log in stream order (each recorder's records in
-// the order they were recorded; records of different recorders interleave
-// by batch) and calls each for every record that f selects, decoded by its subject under the bus's prefix:
+// Replay reads the traffic log and calls each, in record time order, for
+// every record that f selects, decoded by its subject under the bus's
+// prefix:
 //
 //	<p>.rpc.…, <p>.srv.<id>.rpc   a Call
 //	<p>.reply.…                   a Reply (route from the Nopal-Route header)
@@ -94,10 +116,15 @@ const maxPendingCalls = 1 << 16
 //	<p>.srv.<id>.kick             a Kick
 //	<p>.srv.<id>.sess             a SessionOp
 //
-// anything else is KindOther with its data as payload. Without f.Follow,
-// Replay returns nil once it has read what the log held when it started;
-// with f.Follow it keeps reading new records until ctx ends and returns
-// ctx's error. An error from each stops Replay and is returned.
+// anything else is KindOther with its data as payload. The stream holds
+// each recorder's records in the order they were recorded, but those of
+// different recorders interleave by batch: Replay puts them back in time
+// order within f.Reorder (records are stamped by their server's clock, so
+// records of servers whose clocks disagree by more stay in stream order).
+// Without f.Follow, Replay returns nil once it has read what the log held
+// when it started; with f.Follow it keeps reading new records until ctx
+// ends and returns ctx's error (records still held are dropped). An error
+// from each stops Replay and is returned.
 func Replay(ctx context.Context, bus *Bus, f Filter, each func(Entry) error) error {
 	if each == nil {
 		return errors.New("stream: Replay: nil callback")
@@ -144,11 +171,44 @@ func Replay(ctx context.Context, bus *Bus, f Filter, each func(Entry) error) err
 
 	f.Route = strings.TrimSuffix(f.Route, ".")
 	d := decoder{prefix: bus.Prefix() + ".", calls: make(map[string]callRef)}
+	window := f.Reorder
+	if window == 0 {
+		window = DefaultReorder
+	}
+	r := reorderer{window: max(window, 0), live: f.Follow}
+	// emit decodes and reports the records r releases (all of them when
+	// flush), in time order: calls are decoded before their replies.
+	emit := func(flush bool) error {
+		for rec := range r.release(time.Now(), flush) {
+			e, server := d.decode(rec)
+			if !f.match(&e, server) {
+				continue
+			}
+			if err := each(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		next := ctx
+		cancel := context.CancelFunc(func() {})
+		if wake, ok := r.wake(); ok {
+			next, cancel = context.WithDeadline(ctx, wake)
+		}
+		msg, err := it.Next(jetstream.NextContext(next))
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if next != ctx && errors.Is(err, context.DeadlineExceeded) {
+				// Following, with no new record: release those held long
+				// enough.
+				if err := emit(false); err != nil {
+					return err
+				}
+				continue
 			}
 			return fmt.Errorf("stream: replay: %w", err)
 		}
@@ -158,28 +218,122 @@ func Replay(ctx context.Context, bus *Bus, f Filter, each func(Entry) error) err
 		}
 		seq := meta.Sequence.Stream
 		if !f.Follow && seq > last {
-			return nil
+			return emit(true)
 		}
 		if !f.Until.IsZero() && meta.Timestamp.After(f.Until.Add(replaySlack)) {
-			return nil
+			return emit(true)
 		}
 		var tb TrafficBatch
 		if err := proto.Unmarshal(msg.Data(), &tb); err != nil {
 			bus.log.Warn("traffic replay: undecodable batch", "seq", seq, "subject", msg.Subject(), "err", err)
 		}
-		for _, rec := range tb.Records {
-			e, server := d.decode(rec)
-			if !f.match(&e, server) {
-				continue
-			}
-			if err := each(e); err != nil {
-				return err
-			}
-		}
+		r.add(tb.Records, time.Now())
 		if !f.Follow && (seq >= last || meta.NumPending == 0) {
-			return nil
+			return emit(true)
+		}
+		if err := emit(false); err != nil {
+			return err
 		}
 	}
+}
+
+// reorderer holds records to release them in time order: a record goes
+// once a record made window after it has been read (the log has moved
+// past it), or, when live, once the batch it came in has been held for
+// window (no later batch can still bring an earlier record), or when more
+// than maxHeld are held.
+type reorderer struct {
+	window time.Duration
+	live   bool
+
+	held    recordHeap
+	n       uint64 // records added: ties keep stream order
+	maxSeen int64  // the latest record time read
+	cut     int64  // records up to this time may go
+	arrived []arrival
+}
+
+// arrival is one batch read while following: when, and its latest record.
+type arrival struct {
+	at     time.Time
+	latest int64
+}
+
+type heldRecord struct {
+	rec *TrafficRecord
+	n   uint64
+}
+
+type recordHeap []heldRecord
+
+func (h recordHeap) Len() int { return len(h) }
+func (h recordHeap) Less(i, j int) bool {
+	ti, tj := h[i].rec.GetUnixNano(), h[j].rec.GetUnixNano()
+	return ti < tj || ti == tj && h[i].n < h[j].n
+}
+func (h recordHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *recordHeap) Push(x any)   { *h = append(*h, x.(heldRecord)) }
+func (h *recordHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = heldRecord{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// add holds the records of one batch, read at now.
+func (r *reorderer) add(recs []*TrafficRecord, now time.Time) {
+	if len(recs) == 0 {
+		return
+	}
+	latest := int64(math.MinInt64)
+	for _, rec := range recs {
+		t := rec.GetUnixNano()
+		latest = max(latest, t)
+		heap.Push(&r.held, heldRecord{rec: rec, n: r.n})
+		r.n++
+	}
+	r.maxSeen = max(r.maxSeen, latest)
+	r.cut = max(r.cut, r.maxSeen-int64(r.window))
+	if r.live {
+		r.arrived = append(r.arrived, arrival{at: now, latest: latest})
+	}
+}
+
+// release yields the records that may go at now, earliest first; all of
+// them when flush.
+func (r *reorderer) release(now time.Time, flush bool) iter.Seq[*TrafficRecord] {
+	return func(yield func(*TrafficRecord) bool) {
+		i := 0
+		for ; i < len(r.arrived) && !now.Before(r.arrived[i].at.Add(r.window)); i++ {
+			r.cut = max(r.cut, r.arrived[i].latest)
+		}
+		r.arrived = r.arrived[i:]
+		defer func() {
+			if len(r.held) == 0 {
+				r.arrived = r.arrived[:0] // nothing left for them to release
+			}
+		}()
+		for len(r.held) > 0 {
+			top := r.held[0]
+			if !flush && len(r.held) <= maxHeld && top.rec.GetUnixNano() > r.cut {
+				return
+			}
+			heap.Pop(&r.held)
+			if !yield(top.rec) {
+				return
+			}
+		}
+	}
+}
+
+// wake is when a live reorderer next has records to release without
+// reading more.
+func (r *reorderer) wake() (time.Time, bool) {
+	if !r.live || len(r.held) == 0 || len(r.arrived) == 0 {
+		return time.Time{}, false
+	}
+	return r.arrived[0].at.Add(r.window), true
 }
 
 func (f *Filter) match(e *Entry, subjectServer string) bool {

@@ -277,3 +277,137 @@ func TestReplayFollow(t *testing.T) {
 		t.Fatal("follow did not end with its context")
 	}
 }
+
+// interleave records, on two servers' recorders, a call on fe1 (a1), its
+// reply on room-1 (b1), a session op on fe1 (a2) and a push on room-1
+// (b2), in that time order. fe1's recorder holds its batch until it
+// closes, after room-1's: the stream holds b1 b2 a1 a2, as when batches
+// of several recorders interleave. It returns the names of the entries in
+// time order.
+func interleave(t *testing.T, fe, room *stream.Bus) []string {
+	t.Helper()
+	recA := newRecorder(t, fe, stream.RecorderConfig{MaxDelay: time.Hour})
+	recB := newRecorder(t, room, stream.RecorderConfig{})
+	reply := fe.ReplyPrefix() + ".Zz.1"
+	recA.Record(fe.RPCSubject("room.room.join"), reply, nil, mustMarshal(t, &stream.Call{
+		Kind: stream.CallKind_CALL_KIND_SYS, Route: "room.room.join",
+		Session: &stream.SessionSnapshot{Id: 7, Uid: "u1"}, FrontendId: "fe1"}))
+	recB.Record(reply, "", nil, mustMarshal(t, &stream.Reply{Payload: []byte(`{"ok":true}`)}))
+	recA.Record(fe.ServerSubject("fe1", "sess"), "", nil, mustMarshal(t, &stream.SessionOp{SessionId: 7, Uid: "u1"}))
+	recB.Record(room.ServerSubject("fe1", "push"), "", nil,
+		mustMarshal(t, &stream.Push{Uids: []string{"u1"}, Route: "onJoin"}))
+	closeRecorder(t, recB)
+	closeRecorder(t, recA)
+	return []string{
+		"call nopal.rpc.room.room.join by fe1",
+		"reply " + reply + " by room-1",
+		"session nopal.srv.fe1.sess by fe1",
+		"push nopal.srv.fe1.push by room-1",
+	}
+}
+
+func twoServers(t *testing.T) (fe, room *stream.Bus) {
+	t.Helper()
+	fe = connect(t, stream.Config{ServerID: "fe1", Embedded: stream.Embedded{Listen: "127.0.0.1:0"}})
+	room = connect(t, stream.Config{ServerID: "room-1", URL: fe.ClientURL()})
+	return fe, room
+}
+
+// checkOrder fails unless got, by name, is want, and its times do not go
+// back.
+func checkOrder(t *testing.T, got []stream.Entry, want []string) {
+	t.Helper()
+	if names := entryNames(got); strings.Join(names, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("replayed:\n  %s\nwant:\n  %s", strings.Join(names, "\n  "), strings.Join(want, "\n  "))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Time.Before(got[i-1].Time) {
+			t.Errorf("entry %d at %v is before entry %d at %v", i, got[i].Time, i-1, got[i-1].Time)
+		}
+	}
+}
+
+// Records whose batches reach the stream out of time order are replayed
+// in time order: a reply before its call no more (the reply then gets its
+// call's route and uid), nor a session op before the call it follows.
+// Reorder < 0 reports stream order, which shows the batches interleaved.
+func TestReplayTimeOrderAcrossRecorders(t *testing.T) {
+	fe, room := twoServers(t)
+	inTime := interleave(t, fe, room)
+	tests := []struct {
+		name string
+		f    stream.Filter
+		want []string
+	}{
+		{"default window", stream.Filter{}, inTime},
+		{"wide window", stream.Filter{Reorder: time.Minute}, inTime},
+		{"filtered", stream.Filter{UID: "u1"}, inTime},
+		{"since", stream.Filter{Since: time.Now().Add(-time.Hour)}, inTime},
+		{"stream order", stream.Filter{Reorder: -1}, []string{inTime[1], inTime[3], inTime[0], inTime[2]}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := replayAll(t, fe, tc.f)
+			if tc.f.Reorder < 0 {
+				if names := entryNames(got); strings.Join(names, "\n") != strings.Join(tc.want, "\n") {
+					t.Fatalf("the batches did not interleave: %v", names)
+				}
+				return
+			}
+			checkOrder(t, got, tc.want)
+			if reply := got[1]; reply.Route != "room.room.join" || reply.UID != "u1" || reply.Session != 7 {
+				t.Errorf("the reply lacks its call's route, uid or session: %+v", reply)
+			}
+		})
+	}
+}
+
+// Following live, records are released in time order too, and without
+// waiting for more traffic: a record is held for Reorder at most.
+func TestReplayFollowTimeOrder(t *testing.T) {
+	fe, room := twoServers(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	entries := make(chan stream.Entry, 16)
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	rec := newRecorder(t, fe, stream.RecorderConfig{}) // the stream exists
+	rec.Record("start", "", nil, nil)
+	closeRecorder(t, rec)
+	go func() {
+		first := true
+		done <- stream.Replay(ctx, fe, stream.Filter{Follow: true, Reorder: time.Second}, func(e stream.Entry) error {
+			if first {
+				first = false
+				close(started) // the stored record: Replay is live
+				return nil
+			}
+			entries <- e
+			return nil
+		})
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("replay ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stored record was not replayed")
+	}
+	want := interleave(t, fe, room)
+	var got []stream.Entry
+	for len(got) < len(want) {
+		select {
+		case e := <-entries:
+			got = append(got, e)
+		case err := <-done:
+			t.Fatalf("replay ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %v, then nothing", entryNames(got))
+		}
+	}
+	checkOrder(t, got, want)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("follow ended with %v", err)
+	}
+}

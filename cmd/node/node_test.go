@@ -217,6 +217,10 @@ func TestServeMetrics(t *testing.T) {
 		`pitaya_handler_response_time_ns_count{code="",game="chat",route="room.room.join",serverType="connector",status="ok",type="handler"} 1`,
 		`pitaya_service_discovery_count_servers{game="chat",serverType="connector",type="room"} 1`,
 		"pitaya_sys_goroutines",
+		// The room, the second -type of the process, reports there too.
+		`pitaya_handler_handler_delay_ns_count{game="chat",route="room.room.join",serverType="room",type="remote"} 1`,
+		`pitaya_handler_response_time_ns_count{code="",game="chat",route="room.room.join",serverType="room",status="ok",type="handler"} 1`,
+		`pitaya_service_discovery_count_servers{game="chat",serverType="room",type="connector"} 1`,
 	}
 	// The response reaches the client before the handler's timing is
 	// recorded, so the scrape is retried until it shows or the deadline.

@@ -77,7 +77,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	timeout := fs.Duration("request-timeout", 5*time.Second, "timeout of requests forwarded over the bus")
 	jobAckWait := fs.Duration("job-ack-wait", 30*time.Second, "reliable RPC: how long a job may run silent before another worker takes it over")
 	jobConcurrency := fs.Int("job-concurrency", 16, "reliable RPC: jobs a worker runs at once")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics here, e.g. 127.0.0.1:9090 (the first -type of the process reports there)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics here, e.g. 127.0.0.1:9090 (every -type of the process reports there)")
 	metricsNS := fs.String("metrics-namespace", "nopal", `metric namespace ("pitaya" keeps Pitaya dashboards working)`)
 	game := fs.String("game", "", "the game label of every metric")
 	statsdAddr := fs.String("statsd", "", "send metrics to this Statsd agent (host:port)")
@@ -131,13 +131,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 		base.TracerProvider = tp
 	}
+	// One /metrics for every server of the process: they share one
+	// Exporter, their series told apart by their serverType label.
+	exp := metrics.NewExporter()
 	metricsFor := func(i int) *nopal.MetricsConfig {
 		if *metricsAddr == "" && *statsdAddr == "" {
 			return nil
 		}
-		mc := &nopal.MetricsConfig{Set: metrics.Config{Namespace: *metricsNS, Game: *game}, Statsd: *statsdAddr}
+		mc := &nopal.MetricsConfig{Set: metrics.Config{Namespace: *metricsNS, Game: *game, Exporter: exp}, Statsd: *statsdAddr}
 		if i == 0 {
-			mc.Addr = *metricsAddr // one /metrics per process: the first server's
+			mc.Addr = *metricsAddr // the first server serves every server's series
 		}
 		return mc
 	}

@@ -36,6 +36,31 @@ type ClaimRes struct {
 type GrantArg struct {
 	UID    string `json:"uid"`
 	Reward string `json:"reward"`
+	// Work, when set, is how long the grant works before granting, as a
+	// Go duration ("20s", at most MaxWork): a slow job to kill a worker
+	// in (see the package doc). A bad, negative or too long duration
+	// fails the job at once (a reliable.Permanent error, code PIT-400).
+	Work string `json:"work,omitempty"`
+}
+
+// MaxWork is the longest GrantArg.Work.
+const MaxWork = 10 * time.Minute
+
+// work parses GrantArg.Work: 0 when it is empty.
+func (a *GrantArg) work() (time.Duration, error) {
+	if a.Work == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(a.Work)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("rewards: work %q is not a duration such as \"20s\": %w", a.Work, err)
+	case d < 0:
+		return 0, fmt.Errorf("rewards: work %q is negative", a.Work)
+	case d > MaxWork:
+		return 0, fmt.Errorf("rewards: work %q is longer than %v", a.Work, MaxWork)
+	}
+	return d, nil
 }
 
 // Granted is the job's result.
@@ -101,9 +126,29 @@ func SetupRewards(app *nopal.App) (*Rewards, error) {
 // Grant grants a reward once: the grant is recorded with a KV Create, so a
 // second attempt (a retry, or a job run again after a crash) finds it and
 // grants nothing more.
+//
+// With arg.Work it first works that long (or until ctx ends: the job's
+// deadline, or its worker stopping); a bad Work fails the job without
+// retries.
 func (r *Rewards) Grant(ctx context.Context, arg *GrantArg) (*Granted, error) {
+	work, err := arg.work()
+	if err != nil {
+		// Permanent: another attempt would fail the same way. The
+		// codec.Error gives it a code (the remotes registry keeps a
+		// *codec.Error, and this one unwraps to the Permanent mark).
+		return nil, codec.WrapError(codec.CodeBadRequest, jobs.Permanent(err))
+	}
 	if r.Slow != nil {
 		r.Slow(ctx)
+	}
+	if work > 0 {
+		t := time.NewTimer(work)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("rewards: grant interrupted after less than %v of work: %w", work, ctx.Err())
+		}
 	}
 	bus := r.app.Bus()
 	if bus == nil {
