@@ -15,6 +15,7 @@ import (
 	"github.com/nopal-dev/nopal/bindings"
 	"github.com/nopal-dev/nopal/discovery"
 	"github.com/nopal-dev/nopal/session"
+	"github.com/nopal-dev/nopal/stream"
 )
 
 // The sessions of a frontend that died (SIGKILL, a lost machine) cannot
@@ -97,7 +98,9 @@ func (c *cluster) reapFrontend(dead string) {
 	log := c.app.log.With("dead_frontend", dead)
 	ended := map[string]bool{}
 	if r := c.resume; r != nil {
-		keys, err := r.kv.ListKeysFiltered(ctx, dead+".*")
+		keys, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (jetstream.KeyLister, error) {
+			return r.kv.ListKeysFiltered(ctx, dead+".*")
+		})
 		if err != nil {
 			log.Warn("janitor: cannot list the dead frontend's sessions", "err", err)
 		} else {

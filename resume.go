@@ -207,7 +207,9 @@ func (r *resumer) record(ctx context.Context, s *session.Session) {
 	}
 	val, err := json.Marshal(sessionRecord{UID: s.UID(), Secret: secretHash(t.Secret), Data: s.Data()})
 	if err == nil {
-		_, err = r.kv.Put(ctx, recordKey(t), val)
+		_, err = stream.RetryMissing(ctx, r.c.bus, func(ctx context.Context) (uint64, error) {
+			return r.kv.Put(ctx, recordKey(t), val)
+		})
 	}
 	if err != nil {
 		r.c.app.log.Warn("resume: cannot record the session", "session", s.ID(), "uid", s.UID(), "err", err)
@@ -221,7 +223,9 @@ func mailboxSubject(bus *stream.Bus, uid string) string {
 }
 
 func (r *resumer) purge(ctx context.Context, uid string) {
-	err := r.mbox.Purge(ctx, jetstream.WithPurgeSubject(r.subject(uid)))
+	_, err := stream.RetryMissing(ctx, r.c.bus, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, r.mbox.Purge(ctx, jetstream.WithPurgeSubject(r.subject(uid)))
+	})
 	if err != nil {
 		r.c.app.log.Warn("resume: cannot purge the mailbox", "uid", uid, "err", err)
 	}
@@ -237,6 +241,7 @@ func (r *resumer) keep(uid string, t frontend.Token, p frontend.MissedPush) {
 		m.Header.Set(hdrPushID, strconv.FormatUint(p.ID, 10))
 	}
 	if _, err := r.c.bus.JS.PublishMsgAsync(m); err != nil {
+		r.c.bus.RecoverMissing(err)
 		r.c.app.log.Warn("resume: cannot keep a push", "uid", uid, "err", err)
 	}
 }
@@ -265,6 +270,7 @@ func (r *resumer) Ended(s *session.Session, t frontend.Token) {
 	uid := s.UID()
 	r.enqueue(func(ctx context.Context) {
 		if err := r.kv.Delete(ctx, recordKey(t)); err != nil {
+			r.c.bus.RecoverMissing(err) // nothing to delete then, but the bucket comes back
 			r.c.app.log.Warn("resume: cannot delete the session record", "uid", uid, "err", err)
 		}
 		// The mailbox is left to its age limit: the uid may already have
@@ -353,7 +359,9 @@ func (r *resumer) Take(ctx context.Context, t frontend.Token, pushes uint64) (*f
 // takeFromBus resumes a session whose frontend is gone, from its record
 // and its mailbox. Deleting the record claims it: a token works once.
 func (r *resumer) takeFromBus(ctx context.Context, t frontend.Token, pushes uint64) (*frontend.Handover, error) {
-	e, err := r.kv.Get(ctx, recordKey(t))
+	e, err := stream.RetryMissing(ctx, r.c.bus, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return r.kv.Get(ctx, recordKey(t))
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, frontend.ErrNoSuchSession
 	}
@@ -426,7 +434,9 @@ func (r *resumer) watch(w *mailboxWatch, uid string) {
 // key after pushes (Missed), then those no frontend could take (Extra).
 func (r *resumer) readMailbox(ctx context.Context, uid, key string, pushes uint64, h *frontend.Handover) error {
 	subj := r.subject(uid)
-	info, err := r.mbox.Info(ctx, jetstream.WithSubjectFilter(subj))
+	info, err := stream.RetryMissing(ctx, r.c.bus, func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		return r.mbox.Info(ctx, jetstream.WithSubjectFilter(subj))
+	})
 	if err != nil {
 		return fmt.Errorf("nopal: resume: mailbox: %w", err)
 	}
@@ -551,7 +561,11 @@ func (c *cluster) fallback(ctx context.Context, uids []string, route string, pay
 		m.Data = payload
 		m.Header.Set(hdrRoute, route)
 		m.Header.Set(hdrPushID, strconv.FormatUint(id, 10))
-		if _, err := c.bus.JS.PublishMsg(ctx, m); err != nil {
+		// Nothing is stored when the stream is missing: a retry once it is
+		// back stores the push once.
+		if _, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (*jetstream.PubAck, error) {
+			return c.bus.JS.PublishMsg(ctx, m)
+		}); err != nil {
 			c.app.log.Warn("resume: cannot keep a push for a user whose frontend is gone", "uid", uid, "err", err)
 		}
 	}

@@ -37,8 +37,14 @@ func (b Binding) String() string { return fmt.Sprintf("%s/%d", b.FrontendID, b.S
 
 // Store keeps uid → Binding in the KV bucket "bindings". It is safe for
 // concurrent use, by any number of processes.
+//
+// An operation that fails because the bucket is missing (a NATS server
+// restarted with an empty store, an operator's delete) has the bus create
+// it again and is retried once (stream.RetryMissing): the bindings it held
+// are lost with it, and the next binds fill it again.
 type Store struct {
-	kv jetstream.KeyValue
+	kv  jetstream.KeyValue
+	bus *stream.Bus
 }
 
 // NewStore provisions the "bindings" bucket (file storage, one revision per
@@ -54,7 +60,7 @@ func NewStore(ctx context.Context, bus *stream.Bus) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bindings: %w", err)
 	}
-	return &Store{kv: kv}, nil
+	return &Store{kv: kv, bus: bus}, nil
 }
 
 // Bind records that uid's session is b, replacing whatever binding uid had,
@@ -68,6 +74,12 @@ func NewStore(ctx context.Context, bus *stream.Bus) (*Store, error) {
 // A stored value that does not decode (not written by this package) is
 // replaced and reported as no previous binding.
 func (s *Store) Bind(ctx context.Context, uid string, b Binding) (prev *Binding, err error) {
+	return stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*Binding, error) {
+		return s.bind(ctx, uid, b)
+	})
+}
+
+func (s *Store) bind(ctx context.Context, uid string, b Binding) (prev *Binding, err error) {
 	if err := checkUID(uid); err != nil {
 		return nil, err
 	}
@@ -120,6 +132,13 @@ func (s *Store) Bind(ctx context.Context, uid string, b Binding) (prev *Binding,
 // delete, Unbind removes nothing and returns nil. This is what keeps a late
 // close of an older session from removing a newer session's binding.
 func (s *Store) Unbind(ctx context.Context, uid string, b Binding) error {
+	_, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.unbind(ctx, uid, b)
+	})
+	return err
+}
+
+func (s *Store) unbind(ctx context.Context, uid string, b Binding) error {
 	if err := checkUID(uid); err != nil {
 		return err
 	}
@@ -150,6 +169,13 @@ var ErrMovedAway = errors.New("bindings: uid is bound to another session")
 // changing frontends) with a compare-and-set: only if uid is still bound to
 // from, or not bound at all. Otherwise it returns ErrMovedAway.
 func (s *Store) Move(ctx context.Context, uid string, from, to Binding) error {
+	_, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.move(ctx, uid, from, to)
+	})
+	return err
+}
+
+func (s *Store) move(ctx context.Context, uid string, from, to Binding) error {
 	if err := checkUID(uid); err != nil {
 		return err
 	}
@@ -186,6 +212,12 @@ func (s *Store) Move(ctx context.Context, uid string, from, to Binding) error {
 // the users of a frontend that died, to clean up after it. It reads the
 // whole bucket once.
 func (s *Store) OfFrontend(ctx context.Context, frontendID string) (map[string]Binding, error) {
+	return stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (map[string]Binding, error) {
+		return s.ofFrontend(ctx, frontendID)
+	})
+}
+
+func (s *Store) ofFrontend(ctx context.Context, frontendID string) (map[string]Binding, error) {
 	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("bindings: list: %w", err)
@@ -211,6 +243,12 @@ func (s *Store) OfFrontend(ctx context.Context, frontendID string) (map[string]B
 
 // Get returns uid's binding, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, uid string) (Binding, error) {
+	return stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (Binding, error) {
+		return s.get(ctx, uid)
+	})
+}
+
+func (s *Store) get(ctx context.Context, uid string) (Binding, error) {
 	if err := checkUID(uid); err != nil {
 		return Binding{}, err
 	}

@@ -296,8 +296,14 @@ func (d *Discovery) Stop(ctx context.Context) error {
 		return nil
 	}
 	d.stopped = true
-	close(d.stop)
-	d.wg.Wait()
+	close(d.stop) // ends a heartbeat under way, too
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("discovery: stop %s: %w", d.id, ctx.Err())
+	}
 	if err := d.deleteSelf(ctx); err != nil {
 		return fmt.Errorf("discovery: delete %s: %w", d.id, err)
 	}
@@ -432,6 +438,17 @@ func (d *Discovery) heartbeatLoop(lastRev uint64) {
 	)
 	staleAfter := max(d.ttl, 2*time.Second)
 	timeout := max(d.heartbeat, 500*time.Millisecond)
+	// A beat under way when Stop is called ends at once: Stop waits for
+	// this loop before it deletes the key.
+	life, end := context.WithCancel(context.Background())
+	defer end()
+	go func() {
+		select {
+		case <-d.stop:
+			end()
+		case <-life.Done():
+		}
+	}()
 	for {
 		select {
 		case <-d.stop:
@@ -443,10 +460,16 @@ func (d *Discovery) heartbeatLoop(lastRev uint64) {
 			d.log.Error("bus connection closed: heartbeats stop")
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(life, timeout)
 		if provision && d.bus.Connected() {
 			// A put failed: the bucket may be gone (memory storage on a
-			// restarted server). Creating it again is a no-op if it exists.
+			// restarted server, an operator's delete). If so, the bus
+			// creates it again, with whatever else it provisioned that
+			// went with it (a put failing on a short deadline does not
+			// always say why, so ask). Creating it is a no-op if it exists.
+			if _, err := d.bus.JS.KeyValue(ctx, d.bus.Name(Bucket)); err != nil {
+				d.bus.RecoverMissing(err)
+			}
 			if _, err := d.bus.KV(ctx, d.kvCfg); err == nil {
 				provision = false
 				d.requestRewatch()
@@ -457,6 +480,9 @@ func (d *Discovery) heartbeatLoop(lastRev uint64) {
 		rev, err := d.kv.Put(ctx, d.id, d.selfJSON)
 		d.putMu.Unlock()
 		cancel()
+		if err != nil && life.Err() != nil {
+			return // stopped during the beat
+		}
 		if err != nil {
 			now := time.Now()
 			if failingSince.IsZero() {
@@ -467,6 +493,7 @@ func (d *Discovery) heartbeatLoop(lastRev uint64) {
 				d.log.Warn("heartbeat still failing", "since", failingSince, "err", err)
 			}
 			provision = true
+			d.bus.RecoverMissing(err) // and the next beat provisions
 			continue
 		}
 		if !failingSince.IsZero() {
@@ -583,7 +610,9 @@ func (d *Discovery) newWatcher(wait time.Duration) *watcher {
 		w, err := d.watch(context.Background())
 		if err != nil && d.bus.Connected() {
 			// The bucket may be gone (memory storage on a restarted
-			// server): create it again (a no-op if it exists) and retry.
+			// server): create it again (a no-op if it exists) and retry;
+			// the bus re-creates the rest of what it provisioned.
+			d.bus.RecoverMissing(err)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, perr := d.bus.KV(ctx, d.kvCfg)
 			cancel()

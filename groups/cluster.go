@@ -136,8 +136,14 @@ func WithSweepHook(hook func(removed int, err error)) ClusterOption {
 // On a bucket with one replica (the default) every read sees every write that
 // returned before it. With more replicas, KV gets may be served by a
 // follower that lags by a replication round trip.
+//
+// An operation on the bucket that fails because the bucket is missing (a
+// NATS server restarted with an empty store, an operator's delete) has the
+// bus create it again and is retried once ([stream.RetryMissing]); the
+// groups it held are lost with it.
 type Cluster struct {
 	pusher        Pusher
+	bus           *stream.Bus // re-creates the bucket when it is missing
 	kv            jetstream.KeyValue
 	str           jetstream.Stream
 	nc            *nats.Conn
@@ -188,6 +194,7 @@ func NewCluster(ctx context.Context, bus *stream.Bus, p Pusher, opts ...ClusterO
 	}
 	return &Cluster{
 		pusher:        p,
+		bus:           bus,
 		kv:            kv,
 		str:           str,
 		nc:            bus.NC,
@@ -253,7 +260,9 @@ func (c *Cluster) Sweep(ctx context.Context, now time.Time) (int, error) {
 		rev uint64
 		gen string
 	}
-	w, err := c.kv.Watch(ctx, "*.meta", jetstream.IgnoreDeletes())
+	w, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (jetstream.KeyWatcher, error) {
+		return c.kv.Watch(ctx, "*.meta", jetstream.IgnoreDeletes())
+	})
 	if err != nil {
 		return 0, fmt.Errorf("groups: sweep: list groups: %w", err)
 	}
@@ -346,7 +355,9 @@ func (c *Cluster) create(ctx context.Context, name string, ttl time.Duration) er
 		if err != nil {
 			return ioErr(name, "create", err)
 		}
-		rev, err := c.kv.Create(ctx, key, val)
+		rev, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (uint64, error) {
+			return c.kv.Create(ctx, key, val)
+		})
 		if err == nil {
 			c.dropOldMembers(ctx, name, rev)
 			return nil
@@ -365,7 +376,9 @@ func (c *Cluster) create(ctx context.Context, name string, ttl time.Duration) er
 			return wrap(name, ErrGroupAlreadyExists)
 		}
 		// Replace the expired group, unless another node changes it first.
-		rev, err = c.kv.Update(ctx, key, val, oldRev)
+		rev, err = stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (uint64, error) {
+			return c.kv.Update(ctx, key, val, oldRev)
+		})
 		if err == nil {
 			c.dropOldMembers(ctx, name, rev)
 			return nil
@@ -393,7 +406,9 @@ func (c *Cluster) Add(ctx context.Context, name, uid string) error {
 		return err
 	}
 	key := memberKey(name, m.Gen, uid)
-	rev, err := c.kv.Create(ctx, key, nil)
+	rev, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (uint64, error) {
+		return c.kv.Create(ctx, key, nil)
+	})
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("groups: %q: uid %q: %w", name, uid, ErrMemberAlreadyExists)
 	}
@@ -465,7 +480,9 @@ func (c *Cluster) RenewTTL(ctx context.Context, name string) error {
 		if err != nil {
 			return ioErr(name, "renew TTL", err)
 		}
-		_, err = c.kv.Update(ctx, metaKey(name), val, rev)
+		_, err = stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (uint64, error) {
+			return c.kv.Update(ctx, metaKey(name), val, rev)
+		})
 		if err == nil {
 			return nil
 		}
@@ -525,7 +542,9 @@ func (c *Cluster) Contains(ctx context.Context, name, uid string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	_, err = c.kv.Get(ctx, memberKey(name, m.Gen, uid))
+	_, err = stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return c.kv.Get(ctx, memberKey(name, m.Gen, uid))
+	})
 	switch {
 	case err == nil:
 		return true, nil
@@ -570,7 +589,9 @@ func (c *Cluster) snapshot(ctx context.Context, name string) ([]string, error) {
 		return nil, err
 	}
 	prefix := c.subjPrefix + memberPrefix(name, m.Gen)
-	info, err := c.str.Info(ctx, jetstream.WithSubjectFilter(prefix+"*"))
+	info, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		return c.str.Info(ctx, jetstream.WithSubjectFilter(prefix+"*"))
+	})
 	if err != nil {
 		return nil, ioErr(name, "list members", err)
 	}
@@ -614,7 +635,9 @@ func (c *Cluster) live(ctx context.Context, name string) (clusterMeta, error) {
 
 // getMeta reads the meta key of the group called name, expired or not.
 func (c *Cluster) getMeta(ctx context.Context, name string) (m clusterMeta, rev uint64, found bool, err error) {
-	e, err := c.kv.Get(ctx, metaKey(name))
+	e, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return c.kv.Get(ctx, metaKey(name))
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return m, 0, false, nil
 	}
@@ -645,6 +668,12 @@ type purgeResponse struct {
 // "delete if unchanged since rev". It is a raw JetStream API request because
 // [jetstream.Stream.Purge] does not return the count.
 func (c *Cluster) purge(ctx context.Context, filter string, before uint64) (uint64, error) {
+	return stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (uint64, error) {
+		return c.purgeOnce(ctx, filter, before)
+	})
+}
+
+func (c *Cluster) purgeOnce(ctx context.Context, filter string, before uint64) (uint64, error) {
 	body, err := json.Marshal(purgeRequest{Filter: c.subjPrefix + filter, Seq: before})
 	if err != nil {
 		return 0, err

@@ -98,7 +98,9 @@ func (c *Client) Enqueue(ctx context.Context, route string, arg any, opts ...Opt
 		NotBefore: o.notBefore, Deadline: o.deadline, Target: o.target,
 		Created: now, Updated: now,
 	}}
-	rev, err := c.s.kv.Create(ctx, jid, encode(r))
+	rev, err := stream.RetryMissing(ctx, c.s.bus, func(ctx context.Context) (uint64, error) {
+		return c.s.kv.Create(ctx, jid, encode(r))
+	})
 	if conflict(err) {
 		// Already enqueued: success. Close a possible crash window of the
 		// first Enqueue (record queued, message never published).
@@ -158,7 +160,9 @@ func (c *Client) Wait(ctx context.Context, jid string) (Job, error) {
 	if !validJID(jid) {
 		return Job{}, fmt.Errorf("%w: %q", ErrInvalidJID, jid)
 	}
-	w, err := c.s.kv.Watch(ctx, jid)
+	w, err := stream.RetryMissing(ctx, c.s.bus, func(ctx context.Context) (jetstream.KeyWatcher, error) {
+		return c.s.kv.Watch(ctx, jid)
+	})
 	if err != nil {
 		return Job{}, fmt.Errorf("reliable: wait %s: %w", jid, err)
 	}
@@ -319,7 +323,10 @@ func (c *Client) Retry(ctx context.Context, jid string) error {
 		prev := *r
 		// Dead jobs change only through Retry, so removing the dead
 		// letter first cannot remove a newer one.
-		if err := c.s.dlq.Purge(ctx, jetstream.WithPurgeSubject(c.s.dlqSubject(r))); err != nil {
+		_, err = stream.RetryMissing(ctx, c.s.bus, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, c.s.dlq.Purge(ctx, jetstream.WithPurgeSubject(c.s.dlqSubject(r)))
+		})
+		if err != nil {
 			return fmt.Errorf("reliable: retry %s: purge dead letter: %w", jid, err)
 		}
 		r.State, r.Attempts, r.LastError, r.Result = Queued, nil, nil, nil

@@ -39,6 +39,13 @@ const (
 )
 
 // store is what Client and Worker share: the bucket and the two streams.
+//
+// The bus re-creates them, empty, when they are missing (a NATS server
+// restarted with an empty store, an operator's delete): on its reconnection,
+// and when an operation here fails for that reason. Reads and writes that
+// did not happen are then retried once (stream.RetryMissing); a publish of a
+// job message only asks for the re-creation, since Enqueue and Retry undo
+// their record and report the failure (enqueue again with WithJID).
 type store struct {
 	bus      *stream.Bus
 	js       jetstream.JetStream
@@ -127,7 +134,9 @@ func (s *store) dlqSubject(r *record) string {
 }
 
 func (s *store) get(ctx context.Context, jid string) (*record, uint64, error) {
-	e, err := s.kv.Get(ctx, jid)
+	e, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return s.kv.Get(ctx, jid)
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, jid)
 	}
@@ -172,7 +181,11 @@ func (s *store) publish(ctx context.Context, r *record, id string) (*jetstream.P
 		m.Header.Set(headerRevision, strconv.FormatUint(r.Revision, 10))
 		m.Data = encode(r)
 	}
-	return s.js.PublishMsg(ctx, m)
+	ack, err := s.js.PublishMsg(ctx, m)
+	if err != nil {
+		s.bus.RecoverMissing(err) // no JOBS to take it: have it re-created
+	}
+	return ack, err
 }
 
 // headerRevision is the KV revision of the record copy a job message carries.
@@ -199,14 +212,19 @@ func fromMessage(msg jetstream.Msg) (*record, uint64) {
 // worker that claims the job records the message's sequence and drops any
 // other.
 func (s *store) ensurePublished(ctx context.Context, r *record) error {
-	_, err := s.jobs.GetLastMsgForSubject(ctx, s.jobSubject(r))
+	_, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.jobs.GetLastMsgForSubject(ctx, s.jobSubject(r))
+	})
 	if err == nil {
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("reliable: look up message of %s: %w", r.JID, err)
 	}
-	ack, err := s.publish(ctx, r, r.msgID())
+	// Publishing is the point here: retry it once if JOBS was missing.
+	ack, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*jetstream.PubAck, error) {
+		return s.publish(ctx, r, r.msgID())
+	})
 	if err != nil {
 		return fmt.Errorf("reliable: publish %s: %w", r.JID, err)
 	}
@@ -233,7 +251,11 @@ func (s *store) publishDLQ(ctx context.Context, r *record) error {
 	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s#dlq#%d#%s", r.JID, r.Gen, r.State))
 	m.Header.Set(HeaderRoute, r.Route)
 	m.Header.Set(HeaderState, string(r.State))
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+	// The message id makes a retry harmless.
+	_, err = stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*jetstream.PubAck, error) {
+		return s.js.PublishMsg(ctx, m)
+	})
+	if err != nil {
 		return fmt.Errorf("reliable: dead letter %s: %w", r.JID, err)
 	}
 	return nil
@@ -254,7 +276,9 @@ const scanOvertime = 5 * time.Second
 // that is not complete stops at that point (the sweep: a job rewritten
 // meanwhile is not stuck).
 func (s *store) scan(ctx context.Context, since time.Time, complete bool, fn func(*record) bool) error {
-	st, err := s.js.Stream(ctx, s.kvStream)
+	st, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (jetstream.Stream, error) {
+		return s.js.Stream(ctx, s.kvStream)
+	})
 	if err != nil {
 		return fmt.Errorf("reliable: scan: %w", err)
 	}

@@ -426,9 +426,15 @@ func (w *Worker) pull(cons jetstream.Consumer, n int, noWait, reserved bool) (in
 // fetchFailed logs a fetch error, re-creates a consumer that was deleted,
 // and returns the next back-off.
 func (w *Worker) fetchFailed(err error, delay time.Duration) time.Duration {
-	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || stream.IsMissing(err) {
+		// The consumer went, maybe with JOBS (deleted, or a NATS server
+		// back with an empty store): the bus re-creates the stream, then
+		// the consumers go on it again.
 		ctx, cancel := opCtx()
 		perr := w.provisionConsumers(ctx)
+		if perr != nil && w.s.bus.RecoverMissingWait(ctx, perr) {
+			perr = w.provisionConsumers(ctx)
+		}
 		cancel()
 		if perr == nil {
 			w.log.Warn("reliable: consumer was missing and has been re-created", "err", err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -52,7 +53,8 @@ type Config struct {
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 	// OnDisconnect and OnReconnect, when set, are called as the
-	// connection to NATS drops and comes back.
+	// connection to NATS drops and comes back (when it comes back, the Bus
+	// also re-provisions its streams and buckets in the background).
 	OnDisconnect func(error)
 	OnReconnect  func()
 }
@@ -88,6 +90,13 @@ type Bus struct {
 	tempDir  string
 	closed   chan struct{} // closed by NATS when the connection is closed
 	inProc   bool
+
+	// life ends when Close starts: it stops re-provisioning, whose
+	// goroutine loops tracks.
+	life  context.Context
+	kill  context.CancelFunc
+	loops sync.WaitGroup
+	prov  provisioner
 }
 
 // InProcess reports whether the connection is in-process (to an embedded
@@ -124,6 +133,9 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{prefix: cfg.Prefix, replicas: cfg.Replicas, id: cfg.ServerID, log: cfg.Logger, closed: make(chan struct{})}
+	b.life, b.kill = context.WithCancel(context.Background())
+	b.prov.objects = map[string]object{}
+	b.prov.done = make(chan struct{})
 	opts := []nats.Option{
 		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
 		nats.Name(cfg.ServerID),
@@ -145,6 +157,9 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.log.Info("bus reconnected", "url", nc.ConnectedUrlRedacted())
+			// The server may have come back without our streams and
+			// buckets (an empty store, a rebuilt cluster).
+			b.requestReprovision()
 			if cfg.OnReconnect != nil {
 				cfg.OnReconnect()
 			}
@@ -361,8 +376,14 @@ func (b *Bus) ClientURL() string {
 	return b.Server.ClientURL()
 }
 
-// Close drains the connection and stops the embedded server, if any.
+// Close stops re-provisioning, drains the connection and stops the
+// embedded server, if any.
 func (b *Bus) Close() {
+	b.prov.mu.Lock()
+	b.prov.closed = true
+	b.prov.mu.Unlock()
+	b.kill()
+	b.loops.Wait()
 	if b.NC != nil {
 		if err := b.NC.Drain(); err == nil {
 			select {
@@ -430,43 +451,47 @@ func (b *Bus) Connected() bool { return b.NC != nil && b.NC.IsConnected() }
 // updating a stream while another node creates a consumer on it races
 // inside nats-server (seen with the race detector); change a bucket's
 // configuration by deleting it. See provision for the retries.
+//
+// The Bus remembers the configuration (the last one given for a name) and
+// creates the bucket again, the same way, whenever it re-provisions: when
+// its connection comes back, and on RecoverMissing.
 func (b *Bus) KV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Bucket = b.Name(cfg.Bucket)
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
-	return provision(ctx, "bucket "+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
-		kv, err := b.JS.KeyValue(ctx, cfg.Bucket)
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return kv, err
-		}
-		kv, err = b.JS.CreateKeyValue(ctx, cfg)
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			return b.JS.KeyValue(ctx, cfg.Bucket) // made meanwhile, differently
-		}
+	kv, err := provision(ctx, "bucket "+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, _, err := b.ensureKV(ctx, cfg)
 		return kv, err
 	})
+	if err == nil {
+		b.remember(object{kind: "bucket", name: cfg.Bucket, ensure: func(ctx context.Context) (bool, error) {
+			_, created, err := b.ensureKV(ctx, cfg)
+			return created, err
+		}})
+	}
+	return kv, err
 }
 
 // Stream returns a stream (name gets the prefix, replicas the bus's count),
 // creating it if it does not exist; an existing stream keeps its
-// configuration, as with KV.
+// configuration, and the Bus remembers it to re-provision it, as with KV.
 func (b *Bus) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Name = b.Name(cfg.Name)
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
-	return provision(ctx, "stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
-		st, err := b.JS.Stream(ctx, cfg.Name)
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return st, err
-		}
-		st, err = b.JS.CreateStream(ctx, cfg)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return b.JS.Stream(ctx, cfg.Name) // made meanwhile, differently
-		}
+	st, err := provision(ctx, "stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
+		st, _, err := b.ensureStream(ctx, cfg)
 		return st, err
 	})
+	if err == nil {
+		b.remember(object{kind: "stream", name: cfg.Name, ensure: func(ctx context.Context) (bool, error) {
+			_, created, err := b.ensureStream(ctx, cfg)
+			return created, err
+		}})
+	}
+	return st, err
 }
 
 // provisionAttempt bounds one attempt of provision, provisionTimeout all

@@ -169,6 +169,7 @@ func NewRecorder(ctx context.Context, bus *Bus, cfg RecorderConfig) (*Recorder, 
 			if err == nil {
 				err = errors.New("unknown publish error")
 			}
+			bus.RecoverMissing(err) // TRAFFIC deleted from outside: it comes back
 			r.settle(m, err)
 		}),
 	)

@@ -108,7 +108,11 @@ func TestProcessShutdownWithoutTheBus(t *testing.T) {
 	bounded.waitLine(t, disconnectedRe, startTimeout)
 	patient.waitLine(t, disconnectedRe, startTimeout)
 
+	// The timeout, and a second for the process to exit (a -race binary).
 	_, took := bounded.signalAndWait(t, syscall.SIGINT, timeout+5*time.Second)
+	if took > timeout+time.Second {
+		t.Errorf("connector-1 (-shutdown-timeout %v) took %v to stop", timeout, took)
+	}
 	t.Logf("connector-1 (-shutdown-timeout %v) stopped in %v", timeout, took)
 
 	if err := patient.cmd.Process.Signal(syscall.SIGINT); err != nil {

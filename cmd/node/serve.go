@@ -168,6 +168,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.ShutdownTimeout = *shutdownTimeout
 		bcfg := bus.config("")
 		bcfg.Replicas = *replicas
+		// The process's embedded server, if any, requires -nats-user and
+		// -nats-password when they are given, from every client, the
+		// in-process ones included.
+		bcfg.Embedded.User, bcfg.Embedded.Password = bus.user, bus.password
 		cfg.Cluster = &nopal.ClusterConfig{Bus: bcfg, Traffic: *traffic, RequestTimeout: *timeout,
 			Jobs: &nopal.JobsConfig{AckWait: *jobAckWait, Concurrency: *jobConcurrency}}
 		cfg.Metrics = metricsFor(len(apps))
@@ -202,9 +206,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		// No -nats: this process runs the embedded NATS server, and its
 		// servers connect to it in-process. It is the process's own, not
 		// one server's, so that it stops after all of them.
-		p.nats = &stream.Config{ServerID: "nats-" + processID(*id, kinds), Logger: log,
+		name := processID(*id, kinds)
+		p.nats = &stream.Config{ServerID: "nats-" + name, Logger: log,
 			Embedded: stream.Embedded{
-				StoreDir: *natsStore, Listen: *natsListen,
+				ServerName: name, StoreDir: *natsStore, Listen: *natsListen,
 				ClusterName: *natsClusterName, ClusterListen: *natsClusterListen, Routes: splitList(*natsRoutes),
 				// An embedded server requires -nats-user and -nats-password
 				// when they are given, from every client.
@@ -216,7 +221,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 // processID names the embedded NATS server after the process's server:
 // its -id, or its first type and a random suffix (the servers of a NATS
-// cluster need names of their own).
+// cluster need names of their own). The process's connection to it is
+// "nats-" and that name: a connection's name is its reply subjects' prefix,
+// which it must not share with a server's.
 func processID(id string, kinds []string) string {
 	if id != "" {
 		return id
@@ -248,9 +255,6 @@ func (p *process) run(ctx context.Context) error {
 		var err error
 		if nats, err = stream.Connect(ctx, *p.nats); err != nil {
 			return err
-		}
-		if u := nats.ClientURL(); u != "" {
-			p.log.Info("embedded NATS listening", "url", u)
 		}
 	}
 	var started []*nopal.App
@@ -290,6 +294,10 @@ func (p *process) run(ctx context.Context) error {
 			return errors.Join(err, shutdown())
 		}
 		started = append(started, app)
+	}
+	// Said once the servers are up: whoever reads it finds them there.
+	if nats != nil && nats.ClientURL() != "" {
+		p.log.Info("embedded NATS listening", "url", nats.ClientURL())
 	}
 	// Ready means a client's first request finds the servers of this
 	// process: each has seen the others in discovery.

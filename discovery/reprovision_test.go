@@ -1,0 +1,81 @@
+package discovery
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// awaitView consumes r's events until d's view is exactly want.
+func awaitView(t *testing.T, d *Discovery, r *recorder, timeout time.Duration, want ...string) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for !slices.Equal(ids(d.Servers()), want) {
+		select {
+		case e := <-r.ch:
+			t.Logf("%s sees %s %s", d.id, e.Kind, e.Server.ID)
+		case <-deadline:
+			t.Fatalf("%s sees %v, want %v", d.id, ids(d.Servers()), want)
+		}
+	}
+}
+
+// TestBucketDeletedUnderWatchers deletes the servers bucket, and another
+// stream of the bus, while two nodes run: their heartbeats fail, the bucket
+// and the stream are created again, the watchers are re-created on the new
+// bucket, and a node that joins afterwards is seen by both.
+func TestBucketDeletedUnderWatchers(t *testing.T) {
+	busA, join := cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := busA.Stream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{busA.Subject("other", ">")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, busA, srv("a", "connector"))
+	ra := record(t, a)
+	busB := join("b")
+	b := start(t, busB, srv("b", "room"))
+	rb := record(t, b)
+	awaitView(t, a, ra, 5*time.Second, "a", "b")
+
+	// JetStream announces the stream's creation: await it.
+	created, err := busA.NC.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.CREATED." + busA.Name("OTHER"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := busA.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := busA.JS.DeleteKeyValue(ctx, busA.Name(Bucket)); err != nil {
+		t.Fatal(err)
+	}
+	if err := busA.JS.DeleteStream(ctx, busA.Name("OTHER")); err != nil {
+		t.Fatal(err)
+	}
+	// A heartbeat that fails on the missing bucket has the bus re-create
+	// what it provisioned, the other stream included.
+	if _, err := created.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("the other stream did not come back: %v", err)
+	}
+	if _, err := other.Info(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c := start(t, join("c"), srv("c", "room"))
+	rc := record(t, c)
+	for _, n := range []struct {
+		d *Discovery
+		r *recorder
+	}{{a, ra}, {b, rb}, {c, rc}} {
+		awaitView(t, n.d, n.r, 10*time.Second, "a", "b", "c")
+	}
+	// The watchers follow changes on the new bucket.
+	if err := b.SetMetadata(ctx, map[string]string{"after": "delete"}); err != nil {
+		t.Fatal(err)
+	}
+	awaitChange(t, ra, "b", "after", "delete", 10*time.Second)
+}
