@@ -9,22 +9,23 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nopal-dev/nopal/backend"
+	"github.com/nopal-dev/nopal/cluster"
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/frontend"
 	"github.com/nopal-dev/nopal/groups"
+	"github.com/nopal-dev/nopal/metrics"
 	"github.com/nopal-dev/nopal/session"
-	"github.com/nopal-dev/nopal/stream"
 )
 
 // Config configures an App. Zero fields take the defaults.
@@ -61,7 +62,7 @@ type Config struct {
 	// may come back within Resume.Grace (default 30 s), to any frontend of
 	// the cluster, and take its session over with the pushes it missed.
 	// On by default; Resume.Off gives Pitaya's behaviour (the session
-	// ends with its connection). Resume.Cluster is set by the App.
+	// ends with its connection).
 	Resume frontend.ResumeConfig
 	// ShutdownTimeout bounds the drain in Run (default 10 s).
 	ShutdownTimeout time.Duration
@@ -94,7 +95,7 @@ type App struct {
 	validators []frontend.HandshakeValidator
 	acceptors  []frontend.Acceptor
 	routers    atomic.Pointer[map[string]Router] // copied on write: read on every forwarded request
-	tracer     *tracer
+	tracer     *metrics.Tracer
 	obs        *observer
 	limiter    *frontend.RateLimiter
 	modules    moduleList
@@ -104,8 +105,7 @@ type App struct {
 	mu      sync.Mutex
 	groups  groups.Service
 	fe      *frontend.Frontend
-	cl      *cluster
-	clp     atomic.Pointer[cluster] // cl, read lock-free on the request path
+	clp     atomic.Pointer[cluster.Runtime] // the cluster runtime, read lock-free on the request path
 	cancel  context.CancelFunc
 	started bool
 	stopped bool
@@ -152,7 +152,7 @@ func New(cfg Config) (*App, error) {
 		pool:     session.NewPool(log),
 		stopCh:   make(chan struct{}),
 		shutDone: make(chan struct{}),
-		tracer:   newTracer(cfg.TracerProvider),
+		tracer:   metrics.NewTracer(cfg.TracerProvider),
 	}
 	a.groups = groups.NewMemory(a)
 	var err error
@@ -262,15 +262,6 @@ func (a *App) OnSessionResume(f func(ctx context.Context, s *session.Session)) {
 	a.pool.OnSessionResume(f)
 }
 
-func (a *App) resumeConfig() frontend.ResumeConfig {
-	rc := a.cfg.Resume
-	rc.Cluster = nil
-	if c := a.cluster(); c != nil && c.resume != nil {
-		rc.Cluster = c.resume
-	}
-	return rc
-}
-
 // Sessions is the pool of this server's client sessions.
 func (a *App) Sessions() *session.Pool { return a.pool }
 
@@ -299,9 +290,11 @@ func (a *App) IsFrontend() bool { return len(a.acceptors) > 0 }
 // on this server when standalone, on every frontend of the cluster
 // otherwise (see SendPushToUsers).
 func (a *App) PushToUsers(ctx context.Context, route string, v any, uids []string) ([]string, error) {
-	if a.cluster() != nil {
-		return a.SendPushToUsers(ctx, route, v, uids, "")
-	}
+	return a.SendPushToUsers(ctx, route, v, uids, "")
+}
+
+// pushLocal pushes to the users of this server's frontend.
+func (a *App) pushLocal(ctx context.Context, route string, v any, uids []string) ([]string, error) {
 	fe := a.Frontend()
 	if fe == nil {
 		return uids, errors.New("nopal: not started")
@@ -309,16 +302,23 @@ func (a *App) PushToUsers(ctx context.Context, route string, v any, uids []strin
 	return fe.PushToUsers(ctx, route, v, uids)
 }
 
-func (a *App) cluster() *cluster { return a.clp.Load() }
+// resumeCluster is the cluster's side of session resume for the frontend
+// (nil when standalone or resume is off).
+func (a *App) resumeCluster() frontend.ResumeCluster {
+	if c := a.cluster(); c != nil {
+		return c.Resumer()
+	}
+	return nil
+}
+
+// cluster is the cluster runtime (nil when standalone or not started).
+func (a *App) cluster() *cluster.Runtime { return a.clp.Load() }
 
 // Start joins the cluster (if configured), opens the acceptors and serves
 // until Shutdown.
 //
-// ctx is the app's life, not only its start: the contexts of client
-// handlers and of forwarded requests derive from it, so once it is
-// cancelled every forwarded request fails (PIT-408) although the app still
-// accepts clients. Pass a context that outlives the app, such as
-// context.Background() or context.WithoutCancel(ctx) as Run does.
+// ctx bounds the start only: the app lives until Shutdown, whatever
+// becomes of ctx (its values pass on to the handlers' contexts).
 func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	if a.started {
@@ -337,14 +337,14 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	if a.cfg.Cluster != nil {
-		cl, err := startCluster(ctx, a)
+		cl, err := a.startCluster(ctx)
 		if err != nil {
 			_ = a.shutdownModules(ctx)
 			cancel()
 			return err
 		}
 		a.mu.Lock()
-		a.cl, a.groups = cl, cl.groups
+		a.groups = cl.Groups()
 		a.mu.Unlock()
 		a.clp.Store(cl)
 	} else if m, ok := a.groups.(*groups.Memory); ok {
@@ -364,7 +364,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.afterInitModules(ctx)
 	if cl := a.cluster(); cl != nil {
-		if err := cl.startWorker(ctx); err != nil {
+		if err := cl.StartWorker(ctx); err != nil {
 			_ = a.Shutdown(ctx)
 			return fmt.Errorf("nopal: job worker: %w", err)
 		}
@@ -411,7 +411,8 @@ func (a *App) startFrontend(ctx context.Context) error {
 		Logger:              a.log,
 		OnHandled:           a.onHandled(),
 		ID:                  a.cfg.ServerID,
-		Resume:              a.resumeConfig(),
+		Resume:              a.cfg.Resume,
+		Cluster:             a.resumeCluster(),
 	})
 	if err != nil {
 		return err
@@ -425,6 +426,9 @@ func (a *App) startFrontend(ctx context.Context) error {
 	a.mu.Lock()
 	a.fe = fe
 	a.mu.Unlock()
+	if cl := a.cluster(); cl != nil {
+		cl.SetFrontend(fe)
+	}
 	for _, acc := range fe.Acceptors() {
 		a.log.Info("listening", "addr", acc.Addr().String())
 	}
@@ -436,18 +440,21 @@ func (a *App) startFrontend(ctx context.Context) error {
 func (a *App) handle(ctx context.Context, msg *codec.Message) (out []byte, err error) {
 	if a.tracer != nil {
 		var span trace.Span
-		ctx, span = a.tracer.start(ctx, "nopal.handle", msg.Route, trace.SpanKindServer, msgAttrs(msg)...)
-		defer func() { finish(span, err) }()
+		ctx, span = a.tracer.Start(ctx, "nopal.handle", msg.Route, trace.SpanKindServer,
+			attribute.String("nopal.type", msg.Type.String()), attribute.String("nopal.request_id", strconv.FormatUint(msg.ID, 10)))
+		defer func() { metrics.Finish(span, err) }()
 	}
-	if _, local := a.registry.Local(msg.Route); local {
-		out, _, err := a.registry.Handle(ctx, msg.Route, msg.Data)
+	// The route is parsed once, here, and the Route passed on.
+	r, perr := codec.ParseRoute(msg.Route)
+	cl := a.cluster()
+	switch {
+	case perr != nil:
+		return nil, codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", msg.Route), nil)
+	case r.ServerType == "" || r.ServerType == a.cfg.ServerType || cl == nil:
+		out, _, err := a.registry.HandleRoute(ctx, r, msg.Data)
 		return out, err
 	}
-	cl := a.cluster()
-	if cl == nil {
-		return nil, codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", msg.Route), nil)
-	}
-	return cl.forward(ctx, msg)
+	return cl.Forward(ctx, r, msg)
 }
 
 // mergeCodes adds generated codes to the given ones, skipping routes and
@@ -521,7 +528,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 
 func (a *App) stopCluster(ctx context.Context) {
 	if cl := a.cluster(); cl != nil {
-		cl.stop(ctx)
+		cl.Stop(ctx)
 	}
 }
 
@@ -554,74 +561,4 @@ func (a *App) Run(ctx context.Context) error {
 	case sig := <-again:
 		return fmt.Errorf("nopal: %v again: stopped without finishing the drain", sig)
 	}
-}
-
-// splitRoute returns the server type of a three-part route.
-func splitRoute(route string) (svType string, ok bool) {
-	if !validRoute(route) {
-		return "", false
-	}
-	i := strings.IndexByte(route, '.')
-	if i <= 0 {
-		return "", false
-	}
-	rest := route[i+1:]
-	j := strings.IndexByte(rest, '.')
-	if j <= 0 || j == len(rest)-1 || strings.IndexByte(rest[j+1:], '.') >= 0 {
-		return "", false
-	}
-	return route[:i], true
-}
-
-// validRoute reports whether a client's route can name a handler: UTF-8,
-// with no byte that is special in a NATS subject (wildcards, spaces,
-// control characters). Others are answered PIT-404 before they reach the
-// bus.
-func validRoute(route string) bool {
-	if !utf8.ValidString(route) {
-		return false
-	}
-	for i := 0; i < len(route); i++ {
-		if c := route[i]; c <= ' ' || c == '*' || c == '>' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// ClusterConfig configures a server in a cluster.
-type ClusterConfig struct {
-	// Bus is how to reach NATS (URL, or an embedded server). Its ServerID
-	// is set to the app's.
-	Bus stream.Config
-	// RequestTimeout bounds a forwarded request or an RPC without a
-	// deadline (default 5 s); past it the client gets PIT-408.
-	RequestTimeout time.Duration
-	// DiscoveryHeartbeat is how often the server announces itself (default
-	// 1 s); it is declared dead 3 heartbeats after its last.
-	DiscoveryHeartbeat time.Duration
-	// Metadata is published with the server in discovery.
-	Metadata map[string]string
-	// Traffic records forwarded requests, replies, pushes and kicks in the
-	// TRAFFIC stream for `node replay`.
-	Traffic bool
-	// Jobs configures reliable RPC (the worker of a server with remotes).
-	Jobs *JobsConfig
-	// TrafficMaxAge and TrafficMaxBytes limit the stream (defaults 24 h,
-	// 1 GiB).
-	TrafficMaxAge   time.Duration
-	TrafficMaxBytes int64
-}
-
-func (c *ClusterConfig) defaults() error {
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 5 * time.Second
-	}
-	if c.DiscoveryHeartbeat == 0 {
-		c.DiscoveryHeartbeat = time.Second
-	}
-	if c.RequestTimeout < 0 || c.DiscoveryHeartbeat < 0 {
-		return errors.New("nopal: negative durations in ClusterConfig")
-	}
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nopal-dev/nopal/bindings"
 	"github.com/nopal-dev/nopal/client"
@@ -290,14 +291,17 @@ func TestClusterResumeFromTheBus(t *testing.T) {
 	awaitServers(t, "connector", []string{"conn-b"}, room.app, b.app)
 	ctx := testCtx(t)
 	bus := c.infra.Bus()
-	kv, err := bus.JS.KeyValue(ctx, bus.Name("sessions"))
+	kv, err := bus.JetStream().KeyValue(ctx, bus.Name("sessions"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const secret = "AbCdEfGhIjKlMnOpQrStUv" // 22 characters, as issued
 	sum := sha256.Sum256([]byte(secret))
-	rec := fmt.Sprintf(`{"uid":"ghost","secret":%q,"data":{"gold":3}}`, hex.EncodeToString(sum[:]))
-	if _, err := kv.Put(ctx, "dead-fe.7", []byte(rec)); err != nil {
+	rec, err := proto.Marshal(&stream.SessionRecord{Uid: "ghost", Secret: hex.EncodeToString(sum[:]), Data: []byte(`{"gold":3}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "dead-fe.7", rec); err != nil {
 		t.Fatal(err)
 	}
 	store, err := bindings.NewStore(ctx, bus)
@@ -322,7 +326,7 @@ func TestClusterResumeFromTheBus(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = ghost.Stop(context.Background()); ghostBus.Close() })
 	awaitServers(t, "connector", []string{"conn-b", "dead-fe"}, room.app)
-	ghostBus.NC.Close() // as a SIGKILL would: no goodbye
+	ghostBus.Abort() // as a SIGKILL would: no goodbye
 	awaitServers(t, "connector", []string{"conn-b"}, room.app)
 	// Sent while no frontend holds the user: kept, and still reported.
 	if failed, err := room.app.SendPushToUsers(ctx, "onSeq", seqPush{N: 1}, []string{"ghost"}, ""); err != nil || len(failed) != 1 {
@@ -346,7 +350,7 @@ func TestClusterResumeFromTheBus(t *testing.T) {
 	m.Data = []byte(`{"n":2}`)
 	m.Header.Set("Nopal-Route", "onSeq")
 	m.Header.Set("Nopal-Push-Id", "4242")
-	if _, err := bus.JS.PublishMsg(ctx, m); err != nil {
+	if _, err := bus.JetStream().PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	readSeq(t, cl, 2, 2)

@@ -970,7 +970,7 @@ func TestClusterDiscovery(t *testing.T) {
 
 	t.Run("cut off the bus is Died", func(t *testing.T) {
 		start := time.Now()
-		b1.app.Bus().NC.Close() // no Shutdown: its key stays until the TTL
+		b1.app.Bus().Abort() // no Shutdown: its key stays until the TTL
 		e := awaitEvent(t, events, "room-1")
 		took := time.Since(start)
 		if e.Kind != discovery.Died {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,4 +148,69 @@ func TestBinaryModuleDeathStopsTheServer(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the server kept running after its child died")
 	}
+}
+
+func TestModuleRegisterErrors(t *testing.T) {
+	app := newQuietApp(t)
+	j := &journal{}
+	if err := app.RegisterModuleAfter(&recModule{name: "a", journal: j}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		register func(modules.Module, string) error
+		m        modules.Module
+		as       string
+	}{
+		{"nil module", app.RegisterModule, nil, "x"},
+		{"empty name", app.RegisterModuleBefore, &recModule{journal: j}, ""},
+		{"duplicate", app.RegisterModuleAfter, &recModule{name: "a", journal: j}, "a"},
+		{"duplicate before", app.RegisterModuleBefore, &recModule{name: "a", journal: j}, "a"},
+	}
+	for _, tc := range tests {
+		if err := tc.register(tc.m, tc.as); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+}
+
+func TestModuleLogsWithTheAppLogger(t *testing.T) {
+	var logs syncLog
+	app, err := nopal.New(nopal.Config{ServerType: "mod",
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.AddAcceptor(frontend.NewTCPAcceptor("127.0.0.1:0"))
+	if err := app.RegisterModule(&recModule{name: "store", journal: &journal{}}, "store"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, `msg="module initialised" server_type=mod`) || !strings.Contains(out, "module=store") {
+		t.Fatalf("the app's log lacks the module line:\n%s", out)
+	}
+}
+
+// syncLog is a log sink safe for the app's goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncLog) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -139,9 +139,9 @@ func (o *observer) start(ctx context.Context, a *App) error {
 	remove := o.set.OnScrape(func(context.Context) { o.sampleOnce(a) })
 	go func() { <-ctx.Done(); remove() }()
 	if c := a.cluster(); c != nil {
-		cancel := c.disc.Subscribe(func(discovery.Event) { o.serverCounts(c.disc) })
+		cancel := c.Discovery().Subscribe(func(discovery.Event) { o.serverCounts(c.Discovery()) })
 		go func() { <-ctx.Done(); cancel() }()
-		o.serverCounts(c.disc)
+		o.serverCounts(c.Discovery())
 	}
 	return nil
 }
@@ -189,21 +189,15 @@ func (o *observer) sampleOnce(a *App) {
 		o.set.AddRefusedConnections(delta(&o.lastRefused, st.Refused.Load()))
 	}
 	if c := a.cluster(); c != nil {
-		var dropped int
-		for _, s := range c.subs {
-			if n, err := s.Dropped(); err == nil {
-				dropped += n
-			}
-		}
-		_ = o.set.Gauge(metrics.DroppedMessages, nil, float64(dropped))
-		o.set.SetChannelCapacity("bus_calls", c.calls.idleCapacity())
-		if w := c.worker; w != nil {
-			st := w.Stats()
-			for state, n := range st.Jobs {
+		st := c.Stats()
+		_ = o.set.Gauge(metrics.DroppedMessages, nil, float64(st.Dropped))
+		o.set.SetChannelCapacity("bus_calls", st.CallCapacity)
+		if w := st.Worker; w != nil {
+			for state, n := range w.Jobs {
 				o.set.SetWorkerJobs(string(state), int(n))
 			}
-			o.set.SetWorkerJobsRetry(int(st.Retries))
-			o.set.SetWorkerQueueSize(c.app.cfg.ServerType, int(st.QueueSize))
+			o.set.SetWorkerJobsRetry(int(w.Retries))
+			o.set.SetWorkerQueueSize(a.cfg.ServerType, int(w.QueueSize))
 		}
 	}
 }
@@ -233,7 +227,7 @@ func (o *observer) handled(route string, took time.Duration, err error) {
 }
 
 // served records a call a backend served from the bus.
-func (o *observer) served(route string, user bool, sentUnixNano int64, started time.Time, err error) {
+func (o *observer) Served(route string, user bool, sentUnixNano int64, started time.Time, err error) {
 	if o == nil {
 		return
 	}

@@ -14,7 +14,16 @@
 //
 // R may be any type the serializer handles; T is a pointer or []byte. A
 // client may name a route with two parts ("room.join": this server) or three
-// ("chat.room.join", where "chat" is this server's type).
+// ("chat.room.join", where "chat" is this server's type). Routes follow
+// [codec.ParseRoute]'s rule: Register refuses a component or method name
+// that would make a route no client could send (empty, or holding '.', a
+// space, '*', '>', '/', '\', a control character), and a route the rule
+// rejects has no handler (PIT-404).
+//
+// Callers that have parsed a route already (a frontend or the cluster
+// parses a client's route once with codec.ParseRoute) pass the
+// [codec.Route] on to [Registry.HandleRoute], [Registry.HasRoute] and
+// [Registry.LocalRoute]; Handle, Has and Local take the string and parse it.
 //
 // Errors: an unknown route answers PIT-404; a handler that returns an
 // [codec.Error] sends that code, message and metadata; any other error, and a

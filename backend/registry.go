@@ -52,7 +52,7 @@ var (
 )
 
 type handler struct {
-	route   string // component.method
+	route   string // component.method, for messages
 	method  reflect.Value
 	argType reflect.Type // nil: no argument
 	raw     bool         // argument is []byte
@@ -69,8 +69,10 @@ type Registry struct {
 	ser        codec.Serializer
 	log        *slog.Logger
 
-	mu       sync.RWMutex
-	handlers map[string]*handler
+	mu sync.RWMutex
+	// handlers is keyed by two-part routes (ServerType ""), so a parsed
+	// route is looked up without building a string.
+	handlers map[codec.Route]*handler
 	before   []BeforeHandler
 	after    []AfterHandler
 }
@@ -84,7 +86,7 @@ func NewRegistry(serverType string, ser codec.Serializer, log *slog.Logger) *Reg
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{serverType: serverType, ser: ser, log: log, handlers: make(map[string]*handler)}
+	return &Registry{serverType: serverType, ser: ser, log: log, handlers: make(map[codec.Route]*handler)}
 }
 
 // Serializer is the serializer the registry decodes and encodes payloads with.
@@ -107,7 +109,9 @@ func (r *Registry) After(f AfterHandler) {
 	r.after = append(r.after, f)
 }
 
-// Register adds the handler methods of component c.
+// Register adds the handler methods of component c. A component or method
+// name that does not make a valid two-part route (codec.ParseRoute) fails
+// with ErrBadComponent, wrapping codec.ErrInvalidRoute.
 func (r *Registry) Register(c any, opts ...Option) error {
 	o := regOptions{nameFunc: lowerFirst}
 	for _, opt := range opts {
@@ -124,7 +128,7 @@ func (r *Registry) Register(c any, opts ...Option) error {
 	if o.name == "" || strings.Contains(o.name, ".") {
 		return fmt.Errorf("%w: bad name %q for %T", ErrBadComponent, o.name, c)
 	}
-	found := map[string]*handler{}
+	found := map[codec.Route]*handler{}
 	for i := range t.NumMethod() {
 		m := t.Method(i)
 		h, ok := handlerOf(m, v.Method(i))
@@ -132,10 +136,20 @@ func (r *Registry) Register(c any, opts ...Option) error {
 			continue
 		}
 		h.route = o.name + "." + o.nameFunc(m.Name)
-		if _, dup := found[h.route]; dup {
+		// A name no client could send (a part that is empty, or holds
+		// a '.', a space, a NATS wildcard…) is refused here rather than
+		// registered unreachable.
+		route, err := codec.ParseRoute(h.route)
+		if err != nil || route.ServerType != "" {
+			if err == nil {
+				err = fmt.Errorf("%w %q: a method name may not hold '.'", codec.ErrInvalidRoute, h.route)
+			}
+			return fmt.Errorf("%w: %T: %w", ErrBadComponent, c, err)
+		}
+		if _, dup := found[route]; dup {
 			return fmt.Errorf("%w: %s (two methods of %T)", ErrDuplicateName, h.route, c)
 		}
-		found[h.route] = h
+		found[route] = h
 	}
 	if len(found) == 0 {
 		return fmt.Errorf("%w: %T", ErrNoHandlers, c)
@@ -144,7 +158,7 @@ func (r *Registry) Register(c any, opts ...Option) error {
 	defer r.mu.Unlock()
 	for route := range found {
 		if _, dup := r.handlers[route]; dup {
-			return fmt.Errorf("%w: %s", ErrDuplicateName, route)
+			return fmt.Errorf("%w: %s", ErrDuplicateName, route.Short())
 		}
 	}
 	for route, h := range found {
@@ -188,57 +202,86 @@ func (r *Registry) Routes() []string {
 	defer r.mu.RUnlock()
 	out := make([]string, 0, len(r.handlers))
 	for k := range r.handlers {
-		out = append(out, k)
+		out = append(out, k.Short())
 	}
 	sort.Strings(out)
 	return out
 }
 
-// Local reports whether route names this server: two parts, or three whose
-// first is this server's type. It returns the component.method part.
+// Local reports whether route names this server: a route that
+// codec.ParseRoute accepts, of two parts, or of three whose first is this
+// server's type. It returns the component.method part (a substring of
+// route). It is LocalRoute for a route not parsed yet.
 func (r *Registry) Local(route string) (string, bool) {
-	i := strings.IndexByte(route, '.')
-	if i < 0 {
+	rt, err := codec.ParseRoute(route)
+	if err != nil || !r.LocalRoute(rt) {
 		return "", false
 	}
-	if strings.IndexByte(route[i+1:], '.') < 0 {
-		return route, true
-	}
-	if route[:i] == r.serverType {
-		return route[i+1:], true
-	}
-	return "", false
+	return route[len(route)-len(rt.Component)-1-len(rt.Method):], true
 }
 
-// Has reports whether a handler serves route (two or three parts).
+// LocalRoute reports whether rt names this server: it has no server type,
+// or this server's.
+func (r *Registry) LocalRoute(rt codec.Route) bool { return rt.Local(r.serverType) }
+
+// Has reports whether a handler serves route (two or three parts). It is
+// HasRoute for a route not parsed yet: an invalid route has no handler.
 func (r *Registry) Has(route string) bool {
-	local, ok := r.Local(route)
-	if !ok {
-		return false
+	rt, err := codec.ParseRoute(route)
+	return err == nil && r.HasRoute(rt)
+}
+
+// HasRoute reports whether a handler of this server serves rt.
+func (r *Registry) HasRoute(rt codec.Route) bool { return r.lookup(rt) != nil }
+
+// lookup returns the handler of rt, or nil when rt names another server
+// type or no handler.
+func (r *Registry) lookup(rt codec.Route) *handler {
+	if !rt.Local(r.serverType) {
+		return nil
 	}
+	rt.ServerType = ""
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	_, ok = r.handlers[local]
-	return ok
+	return r.handlers[rt]
 }
 
 // Handle runs the handler of route with the serialized argument data and
 // returns the serialized result. notify reports whether the handler is a
-// notify handler (no result to send). Errors are *codec.Error values.
+// notify handler (no result to send). Errors are *codec.Error values: a
+// route that codec.ParseRoute rejects, that names another server type or
+// that has no handler answers PIT-404. It is HandleRoute for a route not
+// parsed yet.
 func (r *Registry) Handle(ctx context.Context, route string, data []byte) (out []byte, notify bool, err error) {
-	local, ok := r.Local(route)
-	var h *handler
-	if ok {
-		r.mu.RLock()
-		h = r.handlers[local]
-		r.mu.RUnlock()
+	rt, err := codec.ParseRoute(route)
+	if err != nil {
+		return nil, false, notFound(route)
 	}
+	return r.handle(ctx, rt, route, data)
+}
+
+// HandleRoute is Handle for a parsed route: a frontend or the cluster
+// parses a client's route once (codec.ParseRoute) and passes it on.
+func (r *Registry) HandleRoute(ctx context.Context, rt codec.Route, data []byte) (out []byte, notify bool, err error) {
+	return r.handle(ctx, rt, "", data)
+}
+
+// handle runs rt's handler; name is rt as the caller wrote it, for
+// messages ("" = rt.String(), built only when a message needs it).
+func (r *Registry) handle(ctx context.Context, rt codec.Route, name string, data []byte) (out []byte, notify bool, err error) {
+	routeName := func() string {
+		if name == "" {
+			return rt.String()
+		}
+		return name
+	}
+	h := r.lookup(rt)
 	if h == nil {
-		return nil, false, codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", route), nil)
+		return nil, false, notFound(routeName())
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("handler panicked", "route", route, "panic", p, "stack", string(debug.Stack()))
+			r.log.Error("handler panicked", "route", routeName(), "panic", p, "stack", string(debug.Stack()))
 			out, notify, err = nil, h.notify, codec.NewError(codec.CodeInternal, "internal error", nil)
 		}
 	}()
@@ -251,9 +294,13 @@ func (r *Registry) Handle(ctx context.Context, route string, data []byte) (out [
 	}
 	out, err = r.ser.Marshal(res)
 	if err != nil {
-		return nil, false, codec.WrapError(codec.CodeInternal, fmt.Errorf("backend: encode result of %s: %w", route, err))
+		return nil, false, codec.WrapError(codec.CodeInternal, fmt.Errorf("backend: encode result of %s: %w", routeName(), err))
 	}
 	return out, false, nil
+}
+
+func notFound(route string) *codec.Error {
+	return codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", route), nil)
 }
 
 func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, error) {

@@ -235,6 +235,28 @@ func TestRegister(t *testing.T) {
 			wantRoutes: []string{"Hall.doEnter", "Hall.doLeave", "Hall.doListRooms"},
 		},
 		{name: "dotted name", component: &Lobby{}, opts: []backend.Option{backend.WithName("a.b")}, wantErr: backend.ErrBadComponent},
+		{name: "name with a space", component: &Lobby{}, opts: []backend.Option{backend.WithName("my lobby")}, wantErr: codec.ErrInvalidRoute},
+		{name: "name with a wildcard", component: &Lobby{}, opts: []backend.Option{backend.WithName("lobby*")}, wantErr: backend.ErrBadComponent},
+		{
+			name: "name func with a dot", component: &Lobby{},
+			opts:    []backend.Option{backend.WithNameFunc(func(s string) string { return "v1." + s })},
+			wantErr: codec.ErrInvalidRoute,
+		},
+		{
+			name: "name func with a slash", component: &Lobby{},
+			opts:    []backend.Option{backend.WithNameFunc(func(s string) string { return "v1/" + s })},
+			wantErr: backend.ErrBadComponent,
+		},
+		{
+			name: "empty method name", component: &Lobby{},
+			opts:    []backend.Option{backend.WithNameFunc(func(string) string { return "" })},
+			wantErr: backend.ErrBadComponent,
+		},
+		{
+			name: "unicode names", component: &Lobby{},
+			opts:       []backend.Option{backend.WithName("salle"), backend.WithNameFunc(func(s string) string { return "é" + s })},
+			wantRoutes: []string{"salle.éEnter", "salle.éLeave", "salle.éListRooms"},
+		},
 		{
 			name: "duplicate", before: []any{&Lobby{}}, component: &Lobby{},
 			wantErr: backend.ErrDuplicateName, wantRoutes: []string{"lobby.enter", "lobby.leave", "lobby.listRooms"},
@@ -290,7 +312,18 @@ func TestLocalHas(t *testing.T) {
 		{"chat.nothing", "chat.nothing", true, false}, // two parts: component "chat"
 		{"room", "", false, false},
 		{"", "", false, false},
-		{"chat.room.join.extra", "room.join.extra", true, false},
+		// Routes codec.ParseRoute rejects name no server (a four-part
+		// route was "local" with component.method "room.join.extra"
+		// before issue 11; it had no handler either way).
+		{"chat.room.join.extra", "", false, false},
+		{".room.join", "", false, false},
+		{"room.", "", false, false},
+		{"chat..join", "", false, false},
+		{"room.join ", "", false, false},
+		{"room.*", "", false, false},
+		{"chat.room.>", "", false, false},
+		{"room.jo\\in", "", false, false},
+		{"room.join\xff", "", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.route, func(t *testing.T) {
@@ -302,6 +335,61 @@ func TestLocalHas(t *testing.T) {
 				t.Errorf("Has(%q) = %v, want %v", tt.route, has, tt.wantHas)
 			}
 		})
+	}
+}
+
+// TestRouteMethods checks that the methods taking a parsed codec.Route
+// agree with the string ones they wrap.
+func TestRouteMethods(t *testing.T) {
+	r, _, _ := newRegistry(t, nil)
+	ctx := context.Background()
+	for _, route := range []string{"room.count", "chat.room.count", "lobby.room.count", "room.missing", "chat.nothing", "chat.faulty.game"} {
+		t.Run(route, func(t *testing.T) {
+			rt, err := codec.ParseRoute(route)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, local := r.Local(route)
+			if got := r.LocalRoute(rt); got != local {
+				t.Errorf("LocalRoute = %v, Local = %v", got, local)
+			}
+			if got, want := r.HasRoute(rt), r.Has(route); got != want {
+				t.Errorf("HasRoute = %v, Has = %v", got, want)
+			}
+			out1, n1, err1 := r.HandleRoute(ctx, rt, nil)
+			out2, n2, err2 := r.Handle(ctx, route, nil)
+			if !bytes.Equal(out1, out2) || n1 != n2 || fmt.Sprint(err1) != fmt.Sprint(err2) {
+				t.Errorf("HandleRoute = %q, %v, %v; Handle = %q, %v, %v", out1, n1, err1, out2, n2, err2)
+			}
+		})
+	}
+}
+
+func TestHandleRouteNotFoundNamesTheRoute(t *testing.T) {
+	r, _, _ := newRegistry(t, nil)
+	_, _, err := r.HandleRoute(context.Background(), codec.Route{ServerType: "lobby", Component: "room", Method: "join"}, nil)
+	if ce := codeOf(t, err); ce.Code != codec.CodeNotFound || !strings.Contains(ce.Message, "lobby.room.join") {
+		t.Errorf("error = %v", err)
+	}
+}
+
+// TestLookupDoesNotAllocate: finding the handler of a route, parsed or
+// not, builds no string.
+func TestLookupDoesNotAllocate(t *testing.T) {
+	r, _, _ := newRegistry(t, nil)
+	route := strings.Clone("chat.room.join")
+	rt, err := codec.ParseRoute(route)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = r.HasRoute(rt) }); n != 0 {
+		t.Errorf("HasRoute allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = r.Local(route) }); n != 0 {
+		t.Errorf("Local allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = r.Has(route) }); n != 0 {
+		t.Errorf("Has allocates %v times", n)
 	}
 }
 
@@ -774,6 +862,25 @@ func TestHandleConcurrent(t *testing.T) {
 	wg.Wait()
 	if room.members != workers*each {
 		t.Errorf("members = %d, want %d", room.members, workers*each)
+	}
+}
+
+func BenchmarkHandleRoute(b *testing.B) {
+	r := backend.NewRegistry("chat", codec.JSON{}, slog.New(slog.DiscardHandler))
+	if err := r.Register(&Room{}); err != nil {
+		b.Fatal(err)
+	}
+	data := mustJSON(b, JoinReq{Name: "ana"})
+	rt, err := codec.ParseRoute("chat.room.join")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := r.HandleRoute(ctx, rt, data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -182,7 +182,7 @@ func TestClusterInProcess(t *testing.T) {
 	bus := p.apps[0].Bus()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		st, err := bus.JS.Stream(ctx, bus.Name(stream.TrafficStream))
+		st, err := bus.JetStream().Stream(ctx, bus.Name(stream.TrafficStream))
 		if err == nil {
 			info, err := st.Info(ctx)
 			if err == nil && info.State.Msgs > 0 {

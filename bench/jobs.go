@@ -216,7 +216,7 @@ func (s suiteServers) jobsRun(payload []byte) (*JobsResult, error) {
 	if jobsCap <= 0 {
 		jobsCap = defaultJobsCap
 	}
-	kv, err := bus.JS.KeyValue(ctx, bus.Name(reliable.Bucket))
+	kv, err := bus.JetStream().KeyValue(ctx, bus.Name(reliable.Bucket))
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +378,7 @@ func (s suiteServers) jobsRun(payload []byte) (*JobsResult, error) {
 		if i >= n {
 			return false, nil
 		}
-		_, err := bus.JS.Publish(ctx, "benchraw."+strconv.Itoa(i%16), arg)
+		_, err := bus.JetStream().Publish(ctx, "benchraw."+strconv.Itoa(i%16), arg)
 		return true, err
 	})
 	if err != nil {

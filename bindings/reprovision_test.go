@@ -72,13 +72,13 @@ func TestStoreRecreatesItsBucket(t *testing.T) {
 			if _, err := store.Bind(ctx, "alice", fe1); err != nil {
 				t.Fatal(err)
 			}
-			if err := bus.JS.DeleteKeyValue(ctx, bus.Name(bindings.Bucket)); err != nil {
+			if err := bus.JetStream().DeleteKeyValue(ctx, bus.Name(bindings.Bucket)); err != nil {
 				t.Fatal(err)
 			}
 			if err := tc.op(ctx, store); err != nil {
 				t.Fatalf("on a deleted bucket: %v", err)
 			}
-			if _, err := bus.JS.KeyValue(ctx, bus.Name(bindings.Bucket)); err != nil {
+			if _, err := bus.JetStream().KeyValue(ctx, bus.Name(bindings.Bucket)); err != nil {
 				t.Fatalf("bucket not re-created: %v", err)
 			}
 			if _, err := store.Bind(ctx, "bob", fe1); err != nil {

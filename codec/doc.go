@@ -26,4 +26,13 @@
 // are [Error] values (code, msg, metadata) encoded with [EncodeError].
 //
 // The handshake bodies are [HandshakeRequest] and [HandshakeResponse].
+//
+// Routes are parsed once, where they enter (a client's message, an RPC, a
+// job), by [ParseRoute] into a [Route]: "svtype.component.method", or
+// "component.method" for "this server". It is the module's only route
+// parser, and it accepts only routes whose parts are safe as NATS subject
+// tokens (no wildcard, separator, whitespace, control character or invalid
+// UTF-8); its errors wrap [ErrInvalidRoute]. [ParseFullRoute] also requires
+// the server type. Route.String gives the canonical form back, Route.Short
+// the "component.method" a handler is registered under.
 package codec

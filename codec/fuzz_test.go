@@ -186,6 +186,7 @@ var fuzzSeeds = map[string]func(testing.TB) []seed{
 	"FuzzMessageDecode": messageDecodeSeeds,
 	"FuzzDecodeError":   decodeErrorSeeds,
 	"FuzzHandshake":     handshakeSeeds,
+	"FuzzParseRoute":    routeSeeds,
 }
 
 // corpusFile is a seed in the format of testdata/fuzz files.
@@ -199,6 +200,8 @@ func corpusFile(args []any) []byte {
 			b = fmt.Appendf(b, "byte(%q)\n", v)
 		case bool:
 			b = fmt.Appendf(b, "bool(%v)\n", v)
+		case string:
+			b = fmt.Appendf(b, "string(%q)\n", v)
 		default:
 			panic(fmt.Sprintf("seed of type %T", a))
 		}

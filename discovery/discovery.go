@@ -173,7 +173,7 @@ type Discovery struct {
 // self.Type must be valid KV key tokens (letters, digits, '-' and '_'); an
 // empty Hostname is filled with os.Hostname().
 func New(bus *stream.Bus, self Server, cfg Config) (*Discovery, error) {
-	if bus == nil || bus.JS == nil {
+	if bus == nil || bus.JetStream() == nil {
 		return nil, fmt.Errorf("%w: nil bus", ErrConfig)
 	}
 	if !validToken(self.ID) {
@@ -467,7 +467,7 @@ func (d *Discovery) heartbeatLoop(lastRev uint64) {
 			// creates it again, with whatever else it provisioned that
 			// went with it (a put failing on a short deadline does not
 			// always say why, so ask). Creating it is a no-op if it exists.
-			if _, err := d.bus.JS.KeyValue(ctx, d.bus.Name(Bucket)); err != nil {
+			if _, err := d.bus.JetStream().KeyValue(ctx, d.bus.Name(Bucket)); err != nil {
 				d.bus.RecoverMissing(err)
 			}
 			if _, err := d.bus.KV(ctx, d.kvCfg); err == nil {
@@ -591,7 +591,7 @@ func (d *Discovery) watchLoop(w *watcher) {
 
 // busGone reports whether the connection is closed or closing for good.
 func (d *Discovery) busGone() bool {
-	return d.bus.NC.IsClosed() || d.bus.NC.IsDraining()
+	return d.bus.Closing()
 }
 
 // newWatcher creates a watcher after wait, retrying with back-off; nil when
@@ -802,7 +802,7 @@ func (d *Discovery) rebuild() {
 // joining the cluster (for tools such as `node servers`). A missing bucket
 // means no servers. The list is sorted by ID.
 func List(ctx context.Context, bus *stream.Bus) ([]Server, error) {
-	kv, err := bus.JS.KeyValue(ctx, bus.Name(Bucket))
+	kv, err := bus.JetStream().KeyValue(ctx, bus.Name(Bucket))
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, nil
 	}

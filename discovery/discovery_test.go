@@ -165,7 +165,7 @@ func awaitPuts(t *testing.T, bus *stream.Bus, key string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := bus.JS.KeyValue(ctx, bus.Name(Bucket))
+	kv, err := bus.JetStream().KeyValue(ctx, bus.Name(Bucket))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +405,7 @@ func TestDeathByTTL(t *testing.T) {
 	// beats: the last one stored is where the TTL starts.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	kv, err := busA.JS.KeyValue(ctx, busA.Name(Bucket))
+	kv, err := busA.JetStream().KeyValue(ctx, busA.Name(Bucket))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func TestDeathByTTL(t *testing.T) {
 	}
 
 	// b dies: its connection drops without a word, its key stays.
-	busB.NC.Close()
+	busB.Abort()
 	ev := ra.expect(t, 10*time.Second, "died b")[0]
 	var marker jetstream.KeyValueEntry
 	for marker == nil { // b's beats still on the way, then the marker
@@ -469,7 +469,7 @@ func TestDeathByTTL(t *testing.T) {
 }
 
 func TestRestartWithSameID(t *testing.T) {
-	crash := func(t *testing.T, d *Discovery, bus *stream.Bus) { bus.NC.Close() }
+	crash := func(t *testing.T, d *Discovery, bus *stream.Bus) { bus.Abort() }
 	graceful := func(t *testing.T, d *Discovery, bus *stream.Bus) {
 		if err := d.Stop(context.Background()); err != nil {
 			t.Fatal(err)
@@ -534,7 +534,7 @@ func TestOwnKeyPurgedRejoins(t *testing.T) {
 	// What the TTL does to a node paused too long: its key is purged while
 	// the node lives on. Its next heartbeat puts it back.
 	ctx := context.Background()
-	kv, err := busA.JS.KeyValue(ctx, busA.Name(Bucket))
+	kv, err := busA.JetStream().KeyValue(ctx, busA.Name(Bucket))
 	if err != nil {
 		t.Fatal(err)
 	}

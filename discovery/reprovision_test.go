@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -31,7 +32,7 @@ func TestBucketDeletedUnderWatchers(t *testing.T) {
 	busA, join := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	other, err := busA.Stream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{busA.Subject("other", ">")}})
+	other, err := busA.Stream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{busA.Prefix() + ".other.>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,23 +44,27 @@ func TestBucketDeletedUnderWatchers(t *testing.T) {
 	awaitView(t, a, ra, 5*time.Second, "a", "b")
 
 	// JetStream announces the stream's creation: await it.
-	created, err := busA.NC.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.CREATED." + busA.Name("OTHER"))
+	created := make(chan *nats.Msg, 8)
+	sub, err := busA.ChanSubscribe("$JS.EVENT.ADVISORY.STREAM.CREATED."+busA.Name("OTHER"), created)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := busA.NC.Flush(); err != nil {
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := busA.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := busA.JS.DeleteKeyValue(ctx, busA.Name(Bucket)); err != nil {
+	if err := busA.JetStream().DeleteKeyValue(ctx, busA.Name(Bucket)); err != nil {
 		t.Fatal(err)
 	}
-	if err := busA.JS.DeleteStream(ctx, busA.Name("OTHER")); err != nil {
+	if err := busA.JetStream().DeleteStream(ctx, busA.Name("OTHER")); err != nil {
 		t.Fatal(err)
 	}
 	// A heartbeat that fails on the missing bucket has the bus re-create
 	// what it provisioned, the other stream included.
-	if _, err := created.NextMsg(10 * time.Second); err != nil {
-		t.Fatalf("the other stream did not come back: %v", err)
+	select {
+	case <-created:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other stream did not come back")
 	}
 	if _, err := other.Info(ctx); err != nil {
 		t.Fatal(err)

@@ -33,4 +33,27 @@
 //
 // The rate limiter lives here rather than in package limiter (which holds the
 // bucket alone) because it wraps this package's Acceptor.
+//
+// A Frontend is built and tested on its own ([New] with a [Config], a
+// [HandlerFunc] and a session.Pool); the App wires it, and a cluster reaches
+// it through [ResumeCluster] and the hand-over methods ([Frontend.HandOver],
+// [Frontend.Drain], [Frontend.PushPacket]).
+//
+// # Files
+//
+//   - frontend.go: [Frontend] and [Config]: accepting connections, the
+//     heartbeat ticker, Shutdown (drain), PushToUsers.
+//   - acceptor.go, ws.go: the TCP and WebSocket acceptors and their
+//     connections ([PlayerConn]).
+//   - wrapper.go: acceptor wrappers ([Wrapper]) and the [RateLimiter].
+//   - agent.go: the agent, one per connection: the reader (handshake,
+//     packets, requests in order) and the bounded send queue and its writer.
+//   - link.go: the link, one per session, outliving its connections: the
+//     session.Conn of the session, push numbering, kept pushes for replay,
+//     suspension and the end of the session. The frontend finds a session's
+//     link in its own table, never by casting session.Conn.
+//   - resume.go: the resume protocol: [ResumeConfig] and its defaults
+//     ([ResumeConfig.Resolved]), tokens, claiming a session on a resume
+//     handshake (here or from another frontend through [ResumeCluster]),
+//     and the hand-over to another frontend with its tombstones.
 package frontend

@@ -77,6 +77,10 @@ type Config struct {
 	ID string
 	// Resume configures session resume (on by default).
 	Resume ResumeConfig
+	// Cluster, set by the cluster runtime, reaches sessions suspended on
+	// other frontends and keeps missed pushes in the bus. nil: resume on
+	// this frontend only.
+	Cluster ResumeCluster
 }
 
 func (c *Config) defaults() error {
@@ -107,7 +111,8 @@ func (c *Config) defaults() error {
 	if c.ID == "" {
 		c.ID = "fe-" + newSecret()[:8]
 	}
-	if err := c.Resume.defaults(); err != nil {
+	var err error
+	if c.Resume, err = c.Resume.Resolved(); err != nil {
 		return err
 	}
 	if c.Heartbeat < 0 || c.HandshakeTimeout < 0 || c.SendQueueSize < 0 || c.WriteTimeout < 0 {
@@ -148,6 +153,12 @@ type Frontend struct {
 
 	conns sync.WaitGroup
 
+	// links are the links of this frontend's sessions, by the Conn they
+	// gave their session: how a session found in the pool leads to its
+	// link without a type assertion on session.Conn (see linkOf).
+	lmu   sync.RWMutex
+	links map[session.Conn]*link
+
 	mu        sync.Mutex
 	agents    map[*agent]struct{}
 	suspended map[*link]struct{}
@@ -172,6 +183,7 @@ func New(cfg Config) (*Frontend, error) {
 		pool:      cfg.Pool,
 		log:       cfg.Logger,
 		agents:    make(map[*agent]struct{}),
+		links:     make(map[session.Conn]*link),
 		suspended: make(map[*link]struct{}),
 		moved:     make(map[string]*tombstone),
 	}
@@ -273,6 +285,7 @@ func (f *Frontend) accept(ctx context.Context, c PlayerConn) {
 		f.mu.Unlock()
 		_ = c.Close()
 		f.pool.Forget(l.sess)
+		f.unlink(l)
 		return
 	}
 	f.agents[a] = struct{}{}
@@ -416,8 +429,8 @@ func (f *Frontend) PushToUsersID(_ context.Context, route string, v any, uids []
 			}
 			continue
 		}
-		l, ok := s.Conn().(*link)
-		if !ok || l.push(pkt, id) != nil {
+		l := f.linkOf(s)
+		if l == nil || l.push(pkt, id) != nil {
 			failed = append(failed, uid)
 		}
 	}
@@ -428,4 +441,10 @@ func (f *Frontend) PushToUsersID(_ context.Context, route string, v any, uids []
 // payload, as this frontend sends it.
 func (f *Frontend) EncodePush(route string, data []byte) ([]byte, error) {
 	return f.codec.AppendPacket(nil, &codec.Message{Type: codec.Push, Route: route, Data: data})
+}
+
+func (f *Frontend) isDraining() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.draining
 }

@@ -1,5 +1,13 @@
 package frontend
 
+// The resume protocol: its configuration and defaults, tokens, what
+// crosses between frontends (MissedPush, Handover), claiming a session for
+// a client's resume handshake (resumeHere on this frontend, resumeMoved
+// from another through ResumeCluster), and the old frontend's side of a
+// move: HandOver, the tombstones that hold pushes for a moved uid, Drain
+// and PushPacket. What a session sends, and keeps for a resume, is the
+// link's (link.go).
+
 import (
 	"context"
 	"crypto/rand"
@@ -8,10 +16,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nopal-dev/nopal/codec"
@@ -55,14 +61,22 @@ type ResumeConfig struct {
 	// Durable keeps every push of a bound session in the bus, not only
 	// those made while it is suspended, so that a client whose frontend
 	// was killed still gets what that frontend had accepted. It costs a
-	// bus write per push (measured in BENCHMARKS.md). Needs Cluster.
+	// bus write per push (measured in BENCHMARKS.md). Needs a cluster.
 	Durable bool
-	// Cluster reaches sessions suspended on other frontends and keeps
-	// missed pushes in the bus. nil: resume on this frontend only.
-	Cluster ResumeCluster
 }
 
-func (c *ResumeConfig) defaults() error {
+// Resolved returns c as a Frontend applies it: zero Grace, Buffer and
+// MaxMissed set to DefaultResumeGrace, DefaultResumeBuffer and
+// DefaultResumeMaxMissed, and MaxMissed raised to Buffer. A negative
+// field is an error. Off and the other fields are kept as they are;
+// resolving twice changes nothing. A cluster that must agree with the
+// frontend on the grace (how long a dead frontend's sessions wait, how
+// long missed pushes are kept) reads it here rather than repeating the
+// default.
+func (c ResumeConfig) Resolved() (ResumeConfig, error) {
+	if c.Grace < 0 || c.Buffer < 0 || c.MaxMissed < 0 {
+		return c, errors.New("frontend: negative ResumeConfig.Grace, Buffer or MaxMissed")
+	}
 	if c.Grace == 0 {
 		c.Grace = DefaultResumeGrace
 	}
@@ -72,15 +86,14 @@ func (c *ResumeConfig) defaults() error {
 	if c.MaxMissed == 0 {
 		c.MaxMissed = DefaultResumeMaxMissed
 	}
-	if c.Grace < 0 || c.Buffer < 0 || c.MaxMissed < 0 {
-		return errors.New("frontend: negative ResumeConfig.Grace, Buffer or MaxMissed")
-	}
 	c.MaxMissed = max(c.MaxMissed, c.Buffer)
-	return nil
+	return c, nil
 }
 
 // ResumeCluster is what the frontend needs of a cluster to resume sessions
-// begun on other frontends. The App implements it in cluster mode.
+// begun on other frontends: the one interface between the frontend and the
+// cluster runtime for the hand-over (the runtime implements it; see
+// Config.Cluster).
 type ResumeCluster interface {
 	// Take gets the session of token t from the frontend that holds it,
 	// which lets go of it, or from the bus when that frontend is gone.
@@ -177,320 +190,10 @@ type Handover struct {
 	Vetted bool `json:"-"`
 }
 
-// link states.
-const (
-	linkLive      = iota // a connection is attached
-	linkResuming         // moving here from another frontend: pushes are held
-	linkSuspended        // waiting for the client to resume
-	linkEnded            // closed or moved away
-)
-
 // dedupeWindow is how long a session moved here from another frontend
 // drops cluster pushes it has already had: a push to a uid goes to every
 // frontend, so during a move the old and the new frontend may both get it.
 const dedupeWindow = 10 * time.Second
-
-// link is a frontend session's side of the connection: it outlives the
-// connections of a session that resumes. It is the session's session.Conn,
-// numbers the session's pushes and keeps the latest for replay.
-type link struct {
-	f    *Frontend
-	sess *session.Session
-
-	mu       sync.Mutex
-	ag       *agent   // the connection, nil while suspended
-	addr     net.Addr // the client's latest address
-	state    int
-	noResume bool // the current connection ends the session (kick, close)
-	secret   string
-	sent     uint64 // pushes made in the session
-	// ring holds the latest pushes, circular, oldest at start; they are
-	// numbered sent-len(ring)+1 .. sent.
-	ring    []kept
-	start   int
-	pending [][]byte // responses that could not be written
-	timer   *time.Timer
-	// seen holds the ids of the cluster pushes a session moved here has
-	// had, for dedupeWindow (nil otherwise); held, the pushes made while
-	// it was resuming, numbered and sent once it goes live.
-	seen map[uint64]struct{}
-	held []MissedPush
-	// movedTo is the frontend the session was handed over to, and uid its
-	// uid: a response finished here afterwards follows it.
-	movedTo, movedUID string
-}
-
-func (f *Frontend) newLink(a *agent) *link {
-	l := &link{f: f, ag: a, addr: a.conn.RemoteAddr()}
-	if !f.cfg.Resume.Off {
-		l.secret = newSecret()
-	}
-	return l
-}
-
-func (l *link) token() Token {
-	return Token{Frontend: l.f.cfg.ID, Session: l.sess.ID(), Secret: l.secret}
-}
-
-// Push implements session.Conn.
-func (l *link) Push(route string, v any) error {
-	data, err := l.f.ser.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("frontend: push %s: %w", route, err)
-	}
-	pkt, err := l.f.codec.AppendPacket(nil, &codec.Message{Type: codec.Push, Route: route, Data: data})
-	if err != nil {
-		return fmt.Errorf("frontend: push %s: %w", route, err)
-	}
-	return l.push(pkt, 0)
-}
-
-// push numbers pkt and sends it, or keeps it while the session is
-// suspended. Numbering and queueing happen under one lock, so the order on
-// the wire is the order of the numbers.
-func (l *link) push(pkt []byte, id uint64) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.state == linkEnded {
-		return ErrConnClosed
-	}
-	if id != 0 && l.seen != nil {
-		if _, dup := l.seen[id]; dup {
-			return nil
-		}
-		l.seen[id] = struct{}{}
-	}
-	if l.state == linkResuming {
-		l.held = append(l.held, MissedPush{ID: id, Pkt: pkt})
-		return nil
-	}
-	var err error
-	if l.ag != nil {
-		err = l.ag.send(pkt)
-	}
-	if l.secret == "" {
-		return err // no resume: nothing to keep
-	}
-	l.sent++
-	// A push that did not reach a queue (suspended, or the connection is
-	// going) is one the client surely misses: kept like a suspended
-	// session's, beyond Buffer.
-	l.keep(pkt, id, l.ag == nil || err != nil)
-	if l.f.cfg.Resume.Durable && l.f.cfg.Resume.Cluster != nil && l.sess.UID() != "" {
-		l.f.cfg.Resume.Cluster.Keep(l.sess, l.token(), MissedPush{Seq: l.sent, ID: id, Pkt: pkt})
-	}
-	if errors.Is(err, ErrConnClosed) && !l.noResume {
-		return nil // the connection is going: kept for the resume
-	}
-	return err
-}
-
-// kept is a push in a session's ring; its number follows from its place.
-type kept struct {
-	pkt []byte
-	id  uint64
-}
-
-// keep adds the push just numbered l.sent to the ring. A connected session
-// keeps its latest Buffer pushes, a suspended one (or one whose connection
-// is going: away) its latest MaxMissed.
-func (l *link) keep(pkt []byte, id uint64, away bool) {
-	rc := &l.f.cfg.Resume
-	n := rc.Buffer
-	if away || l.state == linkSuspended {
-		n = rc.MaxMissed
-	}
-	switch {
-	case n == 0:
-		return
-	case len(l.ring) < n && l.start == 0:
-		l.ring = append(l.ring, kept{pkt, id})
-	case len(l.ring) < n:
-		// Suspended with a full ring of Buffer: unwind it and grow.
-		l.ring = append(l.linear(), kept{pkt, id})
-		l.start = 0
-	default:
-		l.ring[l.start] = kept{pkt, id}
-		l.start = (l.start + 1) % len(l.ring)
-	}
-}
-
-// linear returns the ring's pushes in order, oldest first.
-func (l *link) linear() []kept {
-	out := make([]kept, 0, len(l.ring)+1)
-	out = append(out, l.ring[l.start:]...)
-	return append(out, l.ring[:l.start]...)
-}
-
-// trim shrinks the ring to Buffer once a connection is back.
-func (l *link) trim() {
-	if n := l.f.cfg.Resume.Buffer; len(l.ring) > n {
-		lin := l.linear()
-		l.ring, l.start = lin[len(lin)-n:], 0
-	}
-}
-
-// missed returns the kept pushes numbered after pushes, in order, or
-// ErrResumeGap when some of those are no longer kept. The caller holds mu.
-func (l *link) missed(pushes uint64) ([]MissedPush, error) {
-	if pushes > l.sent {
-		return nil, fmt.Errorf("frontend: client counts %d pushes, the session made %d", pushes, l.sent)
-	}
-	want := int(l.sent - pushes)
-	if want > len(l.ring) {
-		return nil, ErrResumeGap
-	}
-	return l.keptFrom(len(l.ring) - want), nil
-}
-
-// keptFrom returns the ring's pushes from the i-th oldest on, numbered.
-// The caller holds mu.
-func (l *link) keptFrom(i int) []MissedPush {
-	out := make([]MissedPush, 0, len(l.ring)-i)
-	first := l.sent - uint64(len(l.ring)) + 1
-	for ; i < len(l.ring); i++ {
-		k := l.ring[(l.start+i)%len(l.ring)]
-		out = append(out, MissedPush{Seq: first + uint64(i), ID: k.id, Pkt: k.pkt})
-	}
-	return out
-}
-
-// respond writes a response packet, or keeps it for the resume when the
-// connection is gone.
-func (l *link) respond(a *agent, pkt []byte) {
-	if a.reply(pkt) == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.movedTo != "" {
-		// The session left for another frontend while the request ran.
-		if rc := l.f.cfg.Resume.Cluster; rc != nil {
-			rc.Forward(l.movedTo, l.movedUID, MissedPush{Pkt: pkt, Response: true})
-		}
-		return
-	}
-	if l.state == linkEnded || l.secret == "" || l.noResume {
-		return
-	}
-	if l.ag != nil && l.ag != a {
-		_ = l.ag.send(pkt) // resumed meanwhile on a new connection
-		return
-	}
-	l.pending = append(l.pending, pkt)
-}
-
-// Kick implements session.Conn: the session ends (no resume), with a Kick
-// packet if a client is connected.
-func (l *link) Kick(ctx context.Context) error {
-	l.mu.Lock()
-	ag := l.ag
-	if ag != nil {
-		l.noResume = true
-		l.mu.Unlock()
-		return ag.Kick(ctx)
-	}
-	l.mu.Unlock()
-	l.end()
-	return nil
-}
-
-// Close implements session.Conn: the session ends at once.
-func (l *link) Close() error {
-	l.mu.Lock()
-	ag := l.ag
-	if ag != nil {
-		l.noResume = true
-		l.mu.Unlock()
-		return ag.Close()
-	}
-	l.mu.Unlock()
-	l.end()
-	return nil
-}
-
-// RemoteAddr implements session.Conn: the address of the client's latest
-// connection.
-func (l *link) RemoteAddr() net.Addr {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.addr
-}
-
-// detach is called when connection a ends. It reports whether the session
-// lives on (suspended, or already on a newer connection); false means the
-// caller ends it.
-func (l *link) detach(a *agent, resumable bool) bool {
-	l.mu.Lock()
-	if l.ag != a {
-		l.mu.Unlock()
-		return true // taken over by a newer connection, or moved away
-	}
-	l.ag = nil
-	if !resumable || l.noResume || l.secret == "" || l.state != linkLive || l.f.isDraining() {
-		l.state = linkEnded
-		l.mu.Unlock()
-		return false
-	}
-	l.state = linkSuspended
-	l.timer = time.AfterFunc(l.f.cfg.Resume.Grace, l.expire)
-	var kept []MissedPush
-	rc := l.f.cfg.Resume.Cluster
-	if rc != nil {
-		kept = l.keptFrom(0)
-	}
-	tok := l.token()
-	l.mu.Unlock()
-	l.f.track(l, true)
-	l.f.stats.Suspended.Add(1)
-	l.f.log.Debug("session suspended", "session", l.sess.ID(), "uid", l.sess.UID())
-	l.f.pool.Suspended(l.sess)
-	if rc != nil && l.sess.UID() != "" {
-		rc.Suspended(l.sess, tok, kept)
-	}
-	return true
-}
-
-// expire ends a session whose client did not come back in time, unless a
-// resume got there first.
-func (l *link) expire() {
-	if l.endIf(linkSuspended) {
-		l.f.stats.Expired.Add(1)
-	}
-}
-
-// end ends the session for good: its callbacks run. It is idempotent.
-func (l *link) end() { l.endIf(-1) }
-
-// endIf ends the session if its state is only (any state for -1), and
-// reports whether it did.
-func (l *link) endIf(only int) bool {
-	l.mu.Lock()
-	was := l.state
-	if only >= 0 && was != only {
-		l.mu.Unlock()
-		return false
-	}
-	l.state = linkEnded
-	if l.timer != nil {
-		l.timer.Stop()
-		l.timer = nil
-	}
-	l.ring, l.pending, l.held = nil, nil, nil
-	tok := l.token()
-	l.mu.Unlock()
-	if was == linkSuspended {
-		l.f.track(l, false)
-	}
-	if was == linkEnded && l.sess.Closed() {
-		return true
-	}
-	l.f.pool.Closed(l.sess)
-	if rc := l.f.cfg.Resume.Cluster; rc != nil && l.sess.UID() != "" {
-		rc.Ended(l.sess, tok)
-	}
-	return true
-}
 
 // claimed is what a successful claim found: what the client missed, and
 // what to let go of once the link's lock is released.
@@ -567,6 +270,7 @@ func (f *Frontend) HandOver(ctx context.Context, t Token, pushes uint64, to stri
 		f.tomb(h.UID, to)
 	}
 	f.pool.Forget(l.sess)
+	f.unlink(l)
 	f.stats.Moved.Add(1)
 	return h, nil
 }
@@ -618,7 +322,7 @@ func (f *Frontend) pushMoved(uid string, p MissedPush) bool {
 	}
 	to := tb.to
 	f.mu.Unlock()
-	if rc := f.cfg.Resume.Cluster; rc != nil {
+	if rc := f.cfg.Cluster; rc != nil {
 		rc.Forward(to, uid, p)
 	}
 	return true
@@ -646,8 +350,8 @@ func (f *Frontend) PushPacket(uid string, p MissedPush) bool {
 	if s == nil {
 		return false
 	}
-	l, ok := s.Conn().(*link)
-	if !ok {
+	l := f.linkOf(s)
+	if l == nil {
 		return false
 	}
 	if p.Response {
@@ -656,25 +360,10 @@ func (f *Frontend) PushPacket(uid string, p MissedPush) bool {
 	return l.push(p.Pkt, p.ID) == nil
 }
 
-// forwarded sends a response packet that followed the session from the
-// frontend it left, or keeps it with the others the client has not had.
-func (l *link) forwarded(pkt []byte) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.state == linkEnded:
-		return false
-	case l.state == linkLive && l.ag != nil:
-		return l.ag.send(pkt) == nil
-	}
-	l.pending = append(l.pending, pkt) // resuming or suspended
-	return true
-}
-
 // TokenOf returns the current resume token of a session of this frontend.
 func (f *Frontend) TokenOf(s *session.Session) (Token, bool) {
-	l, ok := s.Conn().(*link)
-	if !ok {
+	l := f.linkOf(s)
+	if l == nil {
 		return Token{}, false
 	}
 	l.mu.Lock()
@@ -690,8 +379,8 @@ func (f *Frontend) lookup(t Token) (*link, error) {
 	if s == nil {
 		return nil, ErrNoSuchSession
 	}
-	l, ok := s.Conn().(*link)
-	if !ok {
+	l := f.linkOf(s)
+	if l == nil {
 		return nil, ErrNoSuchSession
 	}
 	return l, nil
@@ -708,7 +397,7 @@ func (a *agent) resume(ctx context.Context, req *codec.ResumeRequest) bool {
 		switch {
 		case t.Frontend == f.cfg.ID:
 			err = a.resumeHere(ctx, t, req.Pushes)
-		case f.cfg.Resume.Cluster != nil:
+		case f.cfg.Cluster != nil:
 			err = a.resumeMoved(ctx, t, req.Pushes)
 		default:
 			err = ErrNoSuchSession
@@ -757,6 +446,7 @@ func (a *agent) resumeHere(ctx context.Context, t Token, pushes uint64) error {
 
 	c.release(f, l)
 	f.pool.Forget(fresh.sess)
+	f.unlink(fresh)
 	f.log.Debug("session resumed", "session", l.sess.ID(), "uid", l.sess.UID(), "missed", len(missed))
 	f.pool.Resumed(ctx, l.sess)
 	return nil
@@ -766,7 +456,7 @@ func (a *agent) resumeHere(ctx context.Context, t Token, pushes uint64) error {
 // over through the cluster and adopts it as a new session of this pool.
 func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 	f := a.f
-	rc := f.cfg.Resume.Cluster
+	rc := f.cfg.Cluster
 	h, err := rc.Take(ctx, t, pushes)
 	if err != nil {
 		return err
@@ -798,8 +488,10 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 	for _, p := range h.Extra {
 		number(p, true)
 	}
+	f.register(l)
 	l.sess, err = f.pool.Adopt(ctx, l, h.UID, h.Data, !h.Vetted)
 	if err != nil {
+		f.unlink(l)
 		return err
 	}
 	// From here pushes to the uid reach l and are held (state resuming).
@@ -842,16 +534,11 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 	})
 
 	f.pool.Forget(fresh.sess)
+	f.unlink(fresh)
 	f.log.Debug("session resumed from another frontend", "session", l.sess.ID(), "uid", h.UID,
 		"from", t.Frontend, "missed", len(pkts)-1-len(h.Responses))
 	f.pool.Resumed(ctx, l.sess)
 	return nil
-}
-
-func (l *link) seenID(id uint64) {
-	if id != 0 {
-		l.seen[id] = struct{}{}
-	}
 }
 
 // handshakeResponse encodes the handshake response packet for l's client.
@@ -870,21 +557,4 @@ func (f *Frontend) handshakeResponse(l *link, resumed bool) ([]byte, error) {
 		body, _ = f.codec.Deflate(body)
 	}
 	return codec.AppendPacket(nil, codec.Handshake, body)
-}
-
-// track adds or removes a suspended link.
-func (f *Frontend) track(l *link, add bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if add {
-		f.suspended[l] = struct{}{}
-	} else {
-		delete(f.suspended, l)
-	}
-}
-
-func (f *Frontend) isDraining() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.draining
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nopal-dev/nopal/stream"
 )
@@ -146,7 +145,6 @@ type Cluster struct {
 	bus           *stream.Bus // re-creates the bucket when it is missing
 	kv            jetstream.KeyValue
 	str           jetstream.Stream
-	nc            *nats.Conn
 	subjPrefix    string // "$KV.<bucket>."
 	purgeSubject  string // "$JS.API.STREAM.PURGE.KV_<bucket>"
 	timeout       time.Duration
@@ -163,7 +161,7 @@ var _ Service = (*Cluster)(nil)
 // Call [Cluster.Start] to delete expired groups.
 func NewCluster(ctx context.Context, bus *stream.Bus, p Pusher, opts ...ClusterOption) (*Cluster, error) {
 	switch {
-	case bus == nil || bus.NC == nil || bus.JS == nil:
+	case bus == nil || bus.JetStream() == nil:
 		return nil, errors.New("groups: NewCluster: bus is not connected")
 	case p == nil:
 		return nil, errors.New("groups: NewCluster: nil Pusher")
@@ -183,11 +181,12 @@ func NewCluster(ctx context.Context, bus *stream.Bus, p Pusher, opts ...ClusterO
 		return nil, fmt.Errorf("groups: NewCluster: %w", err)
 	}
 	streamName := "KV_" + kv.Bucket()
-	str, err := bus.JS.Stream(ctx, streamName)
+	js := bus.JetStream()
+	str, err := js.Stream(ctx, streamName)
 	if err != nil {
 		return nil, fmt.Errorf("groups: NewCluster: stream %s: %w", streamName, err)
 	}
-	jsOpts := bus.JS.Options()
+	jsOpts := js.Options()
 	timeout := jsOpts.DefaultTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -197,7 +196,6 @@ func NewCluster(ctx context.Context, bus *stream.Bus, p Pusher, opts ...ClusterO
 		bus:           bus,
 		kv:            kv,
 		str:           str,
-		nc:            bus.NC,
 		subjPrefix:    "$KV." + kv.Bucket() + ".",
 		purgeSubject:  apiPrefix(jsOpts) + "STREAM.PURGE." + streamName,
 		timeout:       timeout,
@@ -683,7 +681,7 @@ func (c *Cluster) purgeOnce(ctx context.Context, filter string, before uint64) (
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	msg, err := c.nc.RequestWithContext(ctx, c.purgeSubject, body)
+	msg, err := c.bus.Request(ctx, c.purgeSubject, body, nil)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}

@@ -44,7 +44,7 @@ func TestClusterRecreatesItsBucket(t *testing.T) {
 			if err := c.Add(ctx, "g", "u1"); err != nil {
 				t.Fatal(err)
 			}
-			if err := bus.JS.DeleteKeyValue(ctx, bus.Name(ClusterBucket)); err != nil {
+			if err := bus.JetStream().DeleteKeyValue(ctx, bus.Name(ClusterBucket)); err != nil {
 				t.Fatal(err)
 			}
 			if err := tc.op(ctx, c); !errors.Is(err, tc.want) {

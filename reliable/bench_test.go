@@ -88,7 +88,7 @@ func BenchmarkThroughput(b *testing.B) {
 	c := newClient(b, bus)
 	var done atomic.Int64
 	jobsDone := make(chan struct{})
-	kv, err := bus.JS.KeyValue(ctx, bus.Name(reliable.Bucket))
+	kv, err := bus.JetStream().KeyValue(ctx, bus.Name(reliable.Bucket))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 	rawStart := time.Now()
 	run(b, n, publishers, func(i int) error {
-		_, err := bus.JS.Publish(ctx, fmt.Sprint("raw.", i%16), []byte(`{"to":"x"}`))
+		_, err := bus.JetStream().Publish(ctx, fmt.Sprint("raw.", i%16), []byte(`{"to":"x"}`))
 		return err
 	})
 	<-allIn
@@ -188,7 +188,7 @@ func BenchmarkDrain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kv, err := bus.JS.KeyValue(ctx, bus.Name(reliable.Bucket))
+	kv, err := bus.JetStream().KeyValue(ctx, bus.Name(reliable.Bucket))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,7 +40,9 @@ func NewClient(ctx context.Context, bus *stream.Bus, opts ...ClientOption) (*Cli
 // Enqueue records a job that calls route ("svtype.component.method") with
 // arg (encoded with codec.Auto) on a server of type svtype, and returns its
 // jid once the job is durable: its record is in KV and its message is in
-// JOBS, acknowledged by the stream.
+// JOBS, acknowledged by the stream. A route that codec.ParseFullRoute
+// rejects (see codec.ParseRoute for the rule) returns an error matching both
+// ErrInvalidRoute and codec.ErrInvalidRoute.
 //
 // Enqueue is exactly-once per jid: it first Creates the jid in KV, which
 // fails if the jid exists; only the caller whose Create succeeded publishes
@@ -58,7 +60,7 @@ func NewClient(ctx context.Context, bus *stream.Bus, opts ...ClientOption) (*Cli
 // (a process killed between Create and publish) is re-published by the next
 // Enqueue of its jid, or by a Worker's sweeper within about a minute.
 func (c *Client) Enqueue(ctx context.Context, route string, arg any, opts ...Option) (jid string, err error) {
-	if _, err := splitRoute(route); err != nil {
+	if _, err := parseRoute(route); err != nil {
 		return "", err
 	}
 	o := enqueueOptions{maxAttempts: DefaultMaxAttempts}

@@ -169,7 +169,7 @@ func waitAll(t testing.TB, bus *stream.Bus, jids []string, timeout time.Duration
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	kv, err := bus.JS.KeyValue(ctx, bus.Name(reliable.Bucket))
+	kv, err := bus.JetStream().KeyValue(ctx, bus.Name(reliable.Bucket))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func waitAll(t testing.TB, bus *stream.Bus, jids []string, timeout time.Duration
 // streamMsgs is the number of messages in a stream.
 func streamMsgs(t testing.TB, bus *stream.Bus, name string) uint64 {
 	t.Helper()
-	s, err := bus.JS.Stream(testCtx(t), bus.Name(name))
+	s, err := bus.JetStream().Stream(testCtx(t), bus.Name(name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,9 @@ const (
 
 // Errors returned by the Client; check them with errors.Is.
 var (
-	ErrNotFound     = errors.New("reliable: job not found")
+	ErrNotFound = errors.New("reliable: job not found")
+	// ErrInvalidRoute: Enqueue's route is not a valid three-part route;
+	// the error wraps codec.ErrInvalidRoute too.
 	ErrInvalidRoute = errors.New(`reliable: invalid route (want "svtype.component.method")`)
 	ErrInvalidJID   = errors.New("reliable: invalid job id (1 to 200 characters of A-Z a-z 0-9 _ - =)")
 	ErrState        = errors.New("reliable: job is not in a state that allows this")
@@ -286,20 +288,19 @@ func errorInfo(err error) *ErrorInfo {
 	return info
 }
 
-// splitRoute checks a three-part route and returns its server type.
-func splitRoute(route string) (string, error) {
-	parts := strings.Split(route, ".")
-	if len(parts) != 3 {
-		return "", fmt.Errorf("%w: %q", ErrInvalidRoute, route)
+// parseRoute checks a job's route: a three-part route that
+// codec.ParseFullRoute accepts. Its error wraps both ErrInvalidRoute and
+// codec.ErrInvalidRoute.
+func parseRoute(route string) (codec.Route, error) {
+	r, err := codec.ParseFullRoute(route)
+	if err != nil {
+		return codec.Route{}, fmt.Errorf("%w: %w", ErrInvalidRoute, err)
 	}
-	for _, p := range parts {
-		if !validToken(p) {
-			return "", fmt.Errorf("%w: %q", ErrInvalidRoute, route)
-		}
-	}
-	return parts[0], nil
+	return r, nil
 }
 
+// validToken reports whether s can be a subject token: a server type, a
+// server id or a job's target.
 func validToken(s string) bool {
 	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n/\\")
 }

@@ -173,11 +173,11 @@ func TestDeadLetterThenRetry(t *testing.T) {
 	if err := c.Retry(ctx, jid); !errors.Is(err, reliable.ErrState) {
 		t.Fatalf("retry of a succeeded job: %v", err)
 	}
-	dlq, err := bus.JS.Stream(ctx, bus.Name(reliable.DLQStream))
+	dlq, err := bus.JetStream().Stream(ctx, bus.Name(reliable.DLQStream))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dlq.GetLastMsgForSubject(ctx, bus.Subject("jobdlq", "mail", jid)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if _, err := dlq.GetLastMsgForSubject(ctx, bus.DLQSubject("mail", jid)); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatalf("dead letter still there after retry: %v", err)
 	}
 }
@@ -237,8 +237,8 @@ func TestPermanentErrorAndDeadline(t *testing.T) {
 func nextDeadLetter(t *testing.T, bus *stream.Bus, svtype, jid string) reliable.Job {
 	t.Helper()
 	ctx := testCtx(t)
-	cons, err := bus.JS.OrderedConsumer(ctx, bus.Name(reliable.DLQStream), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{bus.Subject("jobdlq", svtype, jid)},
+	cons, err := bus.JetStream().OrderedConsumer(ctx, bus.Name(reliable.DLQStream), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.DLQSubject(svtype, jid)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func TestCancelledMessageIsAckedUnrun(t *testing.T) {
 	if err := c.Cancel(ctx, jid); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bus.JS.Publish(ctx, bus.Subject("job", "mail", jid), nil); err != nil {
+	if _, err := bus.JetStream().Publish(ctx, bus.JobSubject("mail", jid), nil); err != nil {
 		t.Fatal(err)
 	}
 	m, inv := newMailer(t, "a")
@@ -642,7 +642,7 @@ func TestKilledWorkerJobIsRedelivered(t *testing.T) {
 	<-entered
 	ma, invA := newMailer(t, "a")
 	startWorker(t, busA, invA, reliable.WorkerConfig{ServerType: "mail", AckWait: time.Second})
-	busB.NC.Close() // server b dies mid-job
+	busB.Abort() // server b dies mid-job
 
 	start := time.Now()
 	j, err := c.Wait(ctx, jid)

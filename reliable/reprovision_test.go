@@ -23,11 +23,11 @@ func deleteAll(t *testing.T, ctx context.Context, bus *stream.Bus) {
 	// JOBS last: a running worker notices that one at once (its consumer
 	// goes with it) and has everything re-created; deleting the others
 	// after that would race its recovery.
-	if err := bus.JS.DeleteKeyValue(ctx, bus.Name(reliable.Bucket)); err != nil {
+	if err := bus.JetStream().DeleteKeyValue(ctx, bus.Name(reliable.Bucket)); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{reliable.DLQStream, reliable.Stream} {
-		if err := bus.JS.DeleteStream(ctx, bus.Name(name)); err != nil {
+		if err := bus.JetStream().DeleteStream(ctx, bus.Name(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -37,11 +37,11 @@ func deleteAll(t *testing.T, ctx context.Context, bus *stream.Bus) {
 func checkAll(t *testing.T, ctx context.Context, bus *stream.Bus) {
 	t.Helper()
 	for _, name := range []string{reliable.Stream, reliable.DLQStream} {
-		if _, err := bus.JS.Stream(ctx, bus.Name(name)); err != nil {
+		if _, err := bus.JetStream().Stream(ctx, bus.Name(name)); err != nil {
 			t.Errorf("%s not re-created: %v", name, err)
 		}
 	}
-	if _, err := bus.JS.KeyValue(ctx, bus.Name(reliable.Bucket)); err != nil {
+	if _, err := bus.JetStream().KeyValue(ctx, bus.Name(reliable.Bucket)); err != nil {
 		t.Errorf("bucket not re-created: %v", err)
 	}
 }

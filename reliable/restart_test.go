@@ -18,7 +18,7 @@ func TestEnqueueUndoesWhenThePublishFails(t *testing.T) {
 	c := newClient(t, bus)
 	ctx := testCtx(t)
 	// No stream takes the message: the publish fails after the Create.
-	if err := bus.JS.DeleteStream(ctx, bus.Name(reliable.Stream)); err != nil {
+	if err := bus.JetStream().DeleteStream(ctx, bus.Name(reliable.Stream)); err != nil {
 		t.Fatal(err)
 	}
 	jid, err := c.Enqueue(ctx, route, &Mail{To: "hal"})

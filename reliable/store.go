@@ -23,10 +23,12 @@ const (
 	DLQStream = "JOBS_DLQ"
 )
 
-// Headers set on job messages and dead letters.
+// Headers set on job messages and dead letters (declared in stream).
 const (
-	HeaderRoute = "Nopal-Job-Route"
-	HeaderState = "Nopal-Job-State"
+	// HeaderRoute is the job's route, on its message and dead letter.
+	HeaderRoute = stream.JobRouteHeader
+	// HeaderState is the job's final state, on its dead letter.
+	HeaderState = stream.JobStateHeader
 )
 
 // dupWindow is the JOBS stream's Nats-Msg-Id window; orphanGrace is how long
@@ -93,7 +95,7 @@ func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, e
 	jobs, err := bus.Stream(ctx, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "nopal: reliable RPC jobs to run (work queue)",
-		Subjects:    []string{bus.Subject("job", ">")},
+		Subjects:    []string{bus.JobsWildcard()},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  dupWindow,
@@ -105,7 +107,7 @@ func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, e
 	dlq, err := bus.Stream(ctx, jetstream.StreamConfig{
 		Name:              DLQStream,
 		Description:       "nopal: reliable RPC jobs that died or failed, with their history",
-		Subjects:          []string{bus.Subject("jobdlq", ">")},
+		Subjects:          []string{bus.DLQWildcard()},
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           jetstream.FileStorage,
 		MaxMsgsPerSubject: 1,
@@ -116,21 +118,21 @@ func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, e
 	if err != nil {
 		return nil, fmt.Errorf("reliable: %w", err)
 	}
-	return &store{bus: bus, js: bus.JS, kv: kv, jobs: jobs, dlq: dlq, kvStream: "KV_" + kv.Bucket(), log: o.log}, nil
+	return &store{bus: bus, js: bus.JetStream(), kv: kv, jobs: jobs, dlq: dlq, kvStream: "KV_" + kv.Bucket(), log: o.log}, nil
 }
 
 // jobSubject is where a record's message is published:
 // <p>.job.<svtype>.<jid>, or <p>.job.<svtype>.srv.<target>.<jid>.
 func (s *store) jobSubject(r *record) string {
 	if r.Target != "" {
-		return s.bus.Subject("job", r.ServerType(), "srv", r.Target, r.JID)
+		return s.bus.JobTargetSubject(r.ServerType(), r.Target, r.JID)
 	}
-	return s.bus.Subject("job", r.ServerType(), r.JID)
+	return s.bus.JobSubject(r.ServerType(), r.JID)
 }
 
 // dlqSubject is where a record's dead letter goes: <p>.jobdlq.<svtype>.<jid>.
 func (s *store) dlqSubject(r *record) string {
-	return s.bus.Subject("jobdlq", r.ServerType(), r.JID)
+	return s.bus.DLQSubject(r.ServerType(), r.JID)
 }
 
 func (s *store) get(ctx context.Context, jid string) (*record, uint64, error) {
@@ -189,7 +191,7 @@ func (s *store) publish(ctx context.Context, r *record, id string) (*jetstream.P
 }
 
 // headerRevision is the KV revision of the record copy a job message carries.
-const headerRevision = "Nopal-Job-Revision"
+const headerRevision = stream.JobRevisionHeader
 
 // fromMessage returns the record copy carried by a job message, and its
 // revision (0 if there is none).

@@ -185,7 +185,7 @@ func (w *Worker) provisionConsumers(ctx context.Context) error {
 	shared, err := w.s.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       "jobs_" + svtype,
 		Description:   "nopal: jobs of server type " + svtype,
-		FilterSubject: w.s.bus.Subject("job", svtype, "*"),
+		FilterSubject: w.s.bus.JobFilter(svtype),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       w.cfg.AckWait,
 		MaxDeliver:    -1,
@@ -198,7 +198,7 @@ func (w *Worker) provisionConsumers(ctx context.Context) error {
 	targeted, err := w.s.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       "jobsrv_" + id,
 		Description:   "nopal: jobs targeted at server " + id,
-		FilterSubject: w.s.bus.Subject("job", svtype, "srv", id, "*"),
+		FilterSubject: w.s.bus.JobTargetFilter(svtype, id),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       w.cfg.AckWait,
 		MaxDeliver:    -1,

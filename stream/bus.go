@@ -77,10 +77,17 @@ type Embedded struct {
 	User, Password string
 }
 
-// Bus is a connection to NATS with JetStream.
+// Bus is a connection to NATS with JetStream. The rest of the project
+// reaches NATS through its methods only: the subjects (subjects.go), core
+// NATS (Request, Publish, Subscribe, ChanSubscribe, Flush), streams and
+// buckets (Stream, KV, StreamPublish, and JetStream for the packages that
+// keep their state there).
 type Bus struct {
-	NC     *nats.Conn
-	JS     jetstream.JetStream
+	// nc and js are the connection and its JetStream context: only this
+	// package speaks core NATS (the Bus methods: Request, Publish,
+	// Subscribe, …; JetStream for the adapters).
+	nc     *nats.Conn
+	js     jetstream.JetStream
 	Server *server.Server // the embedded server, or nil
 
 	prefix   string
@@ -221,13 +228,13 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		b.shutdownServer()
 		return nil, fmt.Errorf("stream: connect %s: %w", redact(url), err)
 	}
-	b.NC = nc
+	b.nc = nc
 	js, err := jetstream.New(nc)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("stream: jetstream: %w", err)
 	}
-	b.JS = js
+	b.js = js
 	if err := b.waitJetStream(ctx); err != nil {
 		b.Close()
 		return nil, err
@@ -242,7 +249,7 @@ func (b *Bus) waitJetStream(ctx context.Context) error {
 	defer cancel()
 	for {
 		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := b.JS.AccountInfo(actx)
+		_, err := b.JetStream().AccountInfo(actx)
 		acancel()
 		if err == nil {
 			return nil
@@ -384,14 +391,14 @@ func (b *Bus) Close() {
 	b.prov.mu.Unlock()
 	b.kill()
 	b.loops.Wait()
-	if b.NC != nil {
-		if err := b.NC.Drain(); err == nil {
+	if b.nc != nil {
+		if err := b.nc.Drain(); err == nil {
 			select {
 			case <-b.closed:
 			case <-time.After(5 * time.Second):
 			}
 		}
-		b.NC.Close()
+		b.nc.Close()
 	}
 	b.shutdownServer()
 }
@@ -421,29 +428,8 @@ func (b *Bus) Name(name string) string {
 	return strings.ReplaceAll(b.prefix, ".", "_") + "_" + name
 }
 
-// Subject joins tokens under the prefix.
-func (b *Bus) Subject(tokens ...string) string {
-	return b.prefix + "." + strings.Join(tokens, ".")
-}
-
-// RPCSubject is the subject of calls to any server of a route's type
-// (route = svtype.component.method).
-func (b *Bus) RPCSubject(route string) string { return b.prefix + ".rpc." + route }
-
-// RPCTypeWildcard matches every call to servers of type svType.
-func (b *Bus) RPCTypeWildcard(svType string) string { return b.prefix + ".rpc." + svType + ".>" }
-
-// ServerSubject is a subject of one server: kind is "rpc", "push", "kick"
-// or "sess".
-func (b *Bus) ServerSubject(serverID, kind string) string {
-	return b.prefix + ".srv." + serverID + "." + kind
-}
-
-// ReplyPrefix is this process's inbox prefix.
-func (b *Bus) ReplyPrefix() string { return b.prefix + ".reply." + b.id }
-
 // Connected reports whether the connection to NATS is up.
-func (b *Bus) Connected() bool { return b.NC != nil && b.NC.IsConnected() }
+func (b *Bus) Connected() bool { return b.nc != nil && b.nc.IsConnected() }
 
 // KV returns a key-value bucket (name gets the prefix, replicas the bus's
 // count), creating it if it does not exist. An existing bucket keeps its

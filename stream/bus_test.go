@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nopal-dev/nopal/stream"
 )
@@ -53,20 +54,19 @@ func TestEmbeddedInProcessAndJoin(t *testing.T) {
 	// A second node joins the first one's embedded server over TCP.
 	b := connect(t, stream.Config{ServerID: "b", URL: a.ClientURL()})
 
-	sub, err := a.NC.SubscribeSync(a.ServerSubject("a", "rpc"))
+	sub, err := a.Subscribe(a.ServerRPC("a"), "", func(m *nats.Msg) {
+		_ = m.Respond(append([]byte("echo "), m.Data...))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.NC.Flush(); err != nil {
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := a.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		m, err := sub.NextMsg(10 * time.Second)
-		if err == nil {
-			_ = m.Respond(append([]byte("echo "), m.Data...))
-		}
-	}()
-	msg, err := b.NC.Request(b.ServerSubject("a", "rpc"), []byte("hi"), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg, err := b.Request(ctx, b.ServerRPC("a"), []byte("hi"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestProvisioningIsIdempotent(t *testing.T) {
 		if kv.Bucket() != "game_one_servers" {
 			t.Fatalf("bucket %q", kv.Bucket())
 		}
-		s, err := b.Stream(ctx, jetstream.StreamConfig{Name: "TRAFFIC", Subjects: []string{b.Subject("traffic", ">")}})
+		s, err := b.Stream(ctx, jetstream.StreamConfig{Name: "TRAFFIC", Subjects: []string{b.TrafficWildcard()}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,15 +3,51 @@
 // servers talk on, idempotent provisioning of streams and KV buckets, and the
 // protobuf envelope (envelope.proto) carried between servers.
 //
-// Subjects, under a configurable prefix (default "nopal"):
+// It is the only package that speaks core NATS: the rest of the project
+// goes through the Bus's methods (Request, Publish, Subscribe,
+// ChanSubscribe, Flush, ConnectedURL, Closing; Stream, KV, StreamPublish),
+// and the packages that keep their state in JetStream (discovery,
+// bindings, groups, reliable) through Bus.JetStream.
 //
-//	<p>.rpc.<svtype>.<component>.<method>   calls to any server of a type (queue group per type)
-//	<p>.srv.<id>.rpc                        calls to one server
-//	<p>.srv.<id>.push|kick|sess             pushes, kicks and session ops for one frontend
-//	<p>.reply.<id>.…                        replies, one wildcard subscription per process
+// # Subjects
+//
+// Every subject is built in subjects.go, by a named Bus method, under a
+// configurable prefix <p> (default "nopal"):
+//
+//	subject                              method                 what travels on it
+//	<p>.rpc.<svtype>.<comp>.<method>     RPCSubject             Call to any server of a type (sys: a client request a frontend forwards; user: RPC); answered with a Reply
+//	<p>.rpc.<svtype>.>                   RPCTypeWildcard        what the servers of a type subscribe to, in the queue group <svtype>
+//	<p>.srv.<id>.rpc                     ServerRPC              Call to one server (a router picked it, or RPCTo); answered with a Reply
+//	<p>.srv.<id>.push                    ServerPush             Push to users of one frontend; answered with a Delivery (uids it does not hold)
+//	<p>.srv.<id>.kick                    ServerKick             Kick of users of one frontend; answered with a Delivery
+//	<p>.srv.<id>.sess                    ServerSessionOp        SessionOp (bind, data sync) from a backend to the session's frontend; answered with a Reply
+//	<p>.srv.<id>.resume                  ServerResume           resume hand-over: the frontend a client resumes on asks the old one to take or drain a session (ResumeRequest, ResumeReply)
+//	<p>.srv.<id>.fwd                     ServerForward          Forward: a push or late response the old frontend passes on during a resume
+//	<p>.reply.<id>.<token>               ReplyPrefix            replies to this process's requests (its inbox), one wildcard subscription
+//	<p>.job.<svtype>.<jid>               JobSubject             reliable job for any server of a type (stream JOBS, work queue)
+//	<p>.job.<svtype>.srv.<id>.<jid>      JobTargetSubject       reliable job for one server
+//	<p>.job.<svtype>.*                   JobFilter              the shared consumer of a server type
+//	<p>.job.<svtype>.srv.<id>.*          JobTargetFilter        one server's consumer of its targeted jobs
+//	<p>.job.>                            JobsWildcard           the stream JOBS
+//	<p>.jobdlq.<svtype>.<jid>            DLQSubject             a job's dead letter, JSON with its attempts (stream JOBS_DLQ, one per jid)
+//	<p>.jobdlq.>                         DLQWildcard            the stream JOBS_DLQ
+//	<p>.mbox.<uid key>                   MailboxSubject         pushes kept for a user who may resume (stream MAILBOX): a client packet, or a payload with RouteHeader
+//	<p>.mbox.>                           MailboxWildcard        the stream MAILBOX
+//	<p>.traffic.<id>                     TrafficSubject         TrafficBatch of the records one server made (stream TRAFFIC)
+//	<p>.traffic.>                        TrafficWildcard        the stream TRAFFIC
 //
 // Replies use the connection's inbox, whose prefix is <p>.reply.<id>, so
-// NATS's request multiplexing serves them with one subscription.
+// NATS's request multiplexing serves them with one subscription. KV
+// buckets and JetStream's API use JetStream's own subjects ($KV.…,
+// $JS.API.…).
+//
+// # Headers
+//
+// The headers bus messages carry are declared in headers.go: RouteHeader,
+// SeqHeader, SessionHeader, PushIDHeader (traffic records and mailbox
+// entries), JobRouteHeader, JobStateHeader, JobRevisionHeader (job
+// messages and dead letters). HeaderCarrier carries a trace context (W3C
+// traceparent) in a message's headers.
 //
 // Streams and buckets are provisioned create-only (Bus.Stream, Bus.KV),
 // with retries while JetStream is not ready, and the Bus remembers each

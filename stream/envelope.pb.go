@@ -72,6 +72,57 @@ func (CallKind) EnumDescriptor() ([]byte, []int) {
 	return file_stream_envelope_proto_rawDescGZIP(), []int{0}
 }
 
+// ResumeOp is what a ResumeRequest asks of the frontend that held a
+// session.
+type ResumeOp int32
+
+const (
+	// Hand the session of a token over (the uid, the data, what the client
+	// missed) and let go of it.
+	ResumeOp_RESUME_OP_TAKE ResumeOp = 0
+	// Hand over the pushes held for a uid since its session was taken.
+	ResumeOp_RESUME_OP_DRAIN ResumeOp = 1
+)
+
+// Enum value maps for ResumeOp.
+var (
+	ResumeOp_name = map[int32]string{
+		0: "RESUME_OP_TAKE",
+		1: "RESUME_OP_DRAIN",
+	}
+	ResumeOp_value = map[string]int32{
+		"RESUME_OP_TAKE":  0,
+		"RESUME_OP_DRAIN": 1,
+	}
+)
+
+func (x ResumeOp) Enum() *ResumeOp {
+	p := new(ResumeOp)
+	*p = x
+	return p
+}
+
+func (x ResumeOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResumeOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_stream_envelope_proto_enumTypes[1].Descriptor()
+}
+
+func (ResumeOp) Type() protoreflect.EnumType {
+	return &file_stream_envelope_proto_enumTypes[1]
+}
+
+func (x ResumeOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResumeOp.Descriptor instead.
+func (ResumeOp) EnumDescriptor() ([]byte, []int) {
+	return file_stream_envelope_proto_rawDescGZIP(), []int{1}
+}
+
 // Call is a request from one server to another.
 type Call struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -818,6 +869,379 @@ func (x *TrafficBatch) GetRecords() []*TrafficRecord {
 	return nil
 }
 
+// ResumeRequest is sent by the frontend a client resumes on to the
+// frontend that held the session, on <prefix>.srv.<id>.resume.
+type ResumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Op    ResumeOp               `protobuf:"varint,1,opt,name=op,proto3,enum=nopal.stream.ResumeOp" json:"op,omitempty"`
+	// Token (take) is the session's resume token, text form.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// Pushes (take) is how many pushes the client received.
+	Pushes uint64 `protobuf:"varint,3,opt,name=pushes,proto3" json:"pushes,omitempty"`
+	// Uid (drain) is the user whose held pushes are wanted.
+	Uid string `protobuf:"bytes,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	// To is the frontend the session moves to.
+	To            string `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeRequest) Reset() {
+	*x = ResumeRequest{}
+	mi := &file_stream_envelope_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeRequest) ProtoMessage() {}
+
+func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_envelope_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
+func (*ResumeRequest) Descriptor() ([]byte, []int) {
+	return file_stream_envelope_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ResumeRequest) GetOp() ResumeOp {
+	if x != nil {
+		return x.Op
+	}
+	return ResumeOp_RESUME_OP_TAKE
+}
+
+func (x *ResumeRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *ResumeRequest) GetPushes() uint64 {
+	if x != nil {
+		return x.Pushes
+	}
+	return 0
+}
+
+func (x *ResumeRequest) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *ResumeRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// MissedPush is a push kept for a client that may resume.
+type MissedPush struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq is the push's number in its session (0: none).
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Id is the cluster push's id (0 for a push made on the frontend).
+	Id     uint64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	Packet []byte `protobuf:"bytes,3,opt,name=packet,proto3" json:"packet,omitempty"`
+	// Response marks a response packet forwarded after its session moved.
+	Response      bool `protobuf:"varint,4,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MissedPush) Reset() {
+	*x = MissedPush{}
+	mi := &file_stream_envelope_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MissedPush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MissedPush) ProtoMessage() {}
+
+func (x *MissedPush) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_envelope_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MissedPush.ProtoReflect.Descriptor instead.
+func (*MissedPush) Descriptor() ([]byte, []int) {
+	return file_stream_envelope_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MissedPush) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MissedPush) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MissedPush) GetPacket() []byte {
+	if x != nil {
+		return x.Packet
+	}
+	return nil
+}
+
+func (x *MissedPush) GetResponse() bool {
+	if x != nil {
+		return x.Response
+	}
+	return false
+}
+
+// Handover is a session leaving a frontend for another.
+type Handover struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Uid   string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	// Data is the session's data, JSON.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Sent counts the pushes of the session so far.
+	Sent uint64 `protobuf:"varint,3,opt,name=sent,proto3" json:"sent,omitempty"`
+	// Missed are the pushes after the client's count, in order.
+	Missed []*MissedPush `protobuf:"bytes,4,rep,name=missed,proto3" json:"missed,omitempty"`
+	// Responses are response packets the client has not received.
+	Responses [][]byte `protobuf:"bytes,5,rep,name=responses,proto3" json:"responses,omitempty"`
+	// Extra are pushes without a number (sent while no frontend held the
+	// session), in order, after Missed.
+	Extra         []*MissedPush `protobuf:"bytes,6,rep,name=extra,proto3" json:"extra,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Handover) Reset() {
+	*x = Handover{}
+	mi := &file_stream_envelope_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Handover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Handover) ProtoMessage() {}
+
+func (x *Handover) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_envelope_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Handover.ProtoReflect.Descriptor instead.
+func (*Handover) Descriptor() ([]byte, []int) {
+	return file_stream_envelope_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Handover) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Handover) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Handover) GetSent() uint64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *Handover) GetMissed() []*MissedPush {
+	if x != nil {
+		return x.Missed
+	}
+	return nil
+}
+
+func (x *Handover) GetResponses() [][]byte {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
+func (x *Handover) GetExtra() []*MissedPush {
+	if x != nil {
+		return x.Extra
+	}
+	return nil
+}
+
+// ResumeReply answers a ResumeRequest.
+type ResumeReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Handover (take) is the session; absent when the frontend has none.
+	Handover *Handover `protobuf:"bytes,1,opt,name=handover,proto3" json:"handover,omitempty"`
+	// Drained (drain) are the pushes held for the uid.
+	Drained []*MissedPush `protobuf:"bytes,2,rep,name=drained,proto3" json:"drained,omitempty"`
+	// Error says why there is no session.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeReply) Reset() {
+	*x = ResumeReply{}
+	mi := &file_stream_envelope_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeReply) ProtoMessage() {}
+
+func (x *ResumeReply) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_envelope_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeReply.ProtoReflect.Descriptor instead.
+func (*ResumeReply) Descriptor() ([]byte, []int) {
+	return file_stream_envelope_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ResumeReply) GetHandover() *Handover {
+	if x != nil {
+		return x.Handover
+	}
+	return nil
+}
+
+func (x *ResumeReply) GetDrained() []*MissedPush {
+	if x != nil {
+		return x.Drained
+	}
+	return nil
+}
+
+func (x *ResumeReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// SessionRecord is a bound session as the KV bucket "sessions" keeps it
+// (key <frontend>.<session>), for a resume after its frontend died.
+type SessionRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Uid   string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	// Secret is the hex SHA-256 of the resume token's secret.
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	// Data is the session's data, JSON.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRecord) Reset() {
+	*x = SessionRecord{}
+	mi := &file_stream_envelope_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRecord) ProtoMessage() {}
+
+func (x *SessionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_envelope_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
+func (*SessionRecord) Descriptor() ([]byte, []int) {
+	return file_stream_envelope_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SessionRecord) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *SessionRecord) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *SessionRecord) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_stream_envelope_proto protoreflect.FileDescriptor
 
 const file_stream_envelope_proto_rawDesc = "" +
@@ -884,10 +1308,40 @@ const file_stream_envelope_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
 	"\fTrafficBatch\x125\n" +
-	"\arecords\x18\x01 \x03(\v2\x1b.nopal.stream.TrafficRecordR\arecords*1\n" +
+	"\arecords\x18\x01 \x03(\v2\x1b.nopal.stream.TrafficRecordR\arecords\"\x87\x01\n" +
+	"\rResumeRequest\x12&\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x16.nopal.stream.ResumeOpR\x02op\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x16\n" +
+	"\x06pushes\x18\x03 \x01(\x04R\x06pushes\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\tR\x03uid\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\"b\n" +
+	"\n" +
+	"MissedPush\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06packet\x18\x03 \x01(\fR\x06packet\x12\x1a\n" +
+	"\bresponse\x18\x04 \x01(\bR\bresponse\"\xc4\x01\n" +
+	"\bHandover\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04sent\x18\x03 \x01(\x04R\x04sent\x120\n" +
+	"\x06missed\x18\x04 \x03(\v2\x18.nopal.stream.MissedPushR\x06missed\x12\x1c\n" +
+	"\tresponses\x18\x05 \x03(\fR\tresponses\x12.\n" +
+	"\x05extra\x18\x06 \x03(\v2\x18.nopal.stream.MissedPushR\x05extra\"\x8b\x01\n" +
+	"\vResumeReply\x122\n" +
+	"\bhandover\x18\x01 \x01(\v2\x16.nopal.stream.HandoverR\bhandover\x122\n" +
+	"\adrained\x18\x02 \x03(\v2\x18.nopal.stream.MissedPushR\adrained\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"M\n" +
+	"\rSessionRecord\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data*1\n" +
 	"\bCallKind\x12\x11\n" +
 	"\rCALL_KIND_SYS\x10\x00\x12\x12\n" +
-	"\x0eCALL_KIND_USER\x10\x01B#Z!github.com/nopal-dev/nopal/streamb\x06proto3"
+	"\x0eCALL_KIND_USER\x10\x01*3\n" +
+	"\bResumeOp\x12\x12\n" +
+	"\x0eRESUME_OP_TAKE\x10\x00\x12\x13\n" +
+	"\x0fRESUME_OP_DRAIN\x10\x01B#Z!github.com/nopal-dev/nopal/streamb\x06proto3"
 
 var (
 	file_stream_envelope_proto_rawDescOnce sync.Once
@@ -901,36 +1355,47 @@ func file_stream_envelope_proto_rawDescGZIP() []byte {
 	return file_stream_envelope_proto_rawDescData
 }
 
-var file_stream_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_stream_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_stream_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_stream_envelope_proto_goTypes = []any{
 	(CallKind)(0),           // 0: nopal.stream.CallKind
-	(*Call)(nil),            // 1: nopal.stream.Call
-	(*SessionSnapshot)(nil), // 2: nopal.stream.SessionSnapshot
-	(*Reply)(nil),           // 3: nopal.stream.Reply
-	(*ErrorInfo)(nil),       // 4: nopal.stream.ErrorInfo
-	(*Push)(nil),            // 5: nopal.stream.Push
-	(*Forward)(nil),         // 6: nopal.stream.Forward
-	(*Kick)(nil),            // 7: nopal.stream.Kick
-	(*Delivery)(nil),        // 8: nopal.stream.Delivery
-	(*SessionOp)(nil),       // 9: nopal.stream.SessionOp
-	(*TrafficRecord)(nil),   // 10: nopal.stream.TrafficRecord
-	(*TrafficBatch)(nil),    // 11: nopal.stream.TrafficBatch
-	nil,                     // 12: nopal.stream.ErrorInfo.MetadataEntry
-	nil,                     // 13: nopal.stream.TrafficRecord.HeadersEntry
+	(ResumeOp)(0),           // 1: nopal.stream.ResumeOp
+	(*Call)(nil),            // 2: nopal.stream.Call
+	(*SessionSnapshot)(nil), // 3: nopal.stream.SessionSnapshot
+	(*Reply)(nil),           // 4: nopal.stream.Reply
+	(*ErrorInfo)(nil),       // 5: nopal.stream.ErrorInfo
+	(*Push)(nil),            // 6: nopal.stream.Push
+	(*Forward)(nil),         // 7: nopal.stream.Forward
+	(*Kick)(nil),            // 8: nopal.stream.Kick
+	(*Delivery)(nil),        // 9: nopal.stream.Delivery
+	(*SessionOp)(nil),       // 10: nopal.stream.SessionOp
+	(*TrafficRecord)(nil),   // 11: nopal.stream.TrafficRecord
+	(*TrafficBatch)(nil),    // 12: nopal.stream.TrafficBatch
+	(*ResumeRequest)(nil),   // 13: nopal.stream.ResumeRequest
+	(*MissedPush)(nil),      // 14: nopal.stream.MissedPush
+	(*Handover)(nil),        // 15: nopal.stream.Handover
+	(*ResumeReply)(nil),     // 16: nopal.stream.ResumeReply
+	(*SessionRecord)(nil),   // 17: nopal.stream.SessionRecord
+	nil,                     // 18: nopal.stream.ErrorInfo.MetadataEntry
+	nil,                     // 19: nopal.stream.TrafficRecord.HeadersEntry
 }
 var file_stream_envelope_proto_depIdxs = []int32{
 	0,  // 0: nopal.stream.Call.kind:type_name -> nopal.stream.CallKind
-	2,  // 1: nopal.stream.Call.session:type_name -> nopal.stream.SessionSnapshot
-	4,  // 2: nopal.stream.Reply.error:type_name -> nopal.stream.ErrorInfo
-	12, // 3: nopal.stream.ErrorInfo.metadata:type_name -> nopal.stream.ErrorInfo.MetadataEntry
-	13, // 4: nopal.stream.TrafficRecord.headers:type_name -> nopal.stream.TrafficRecord.HeadersEntry
-	10, // 5: nopal.stream.TrafficBatch.records:type_name -> nopal.stream.TrafficRecord
-	6,  // [6:6] is the sub-list for method output_type
-	6,  // [6:6] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 1: nopal.stream.Call.session:type_name -> nopal.stream.SessionSnapshot
+	5,  // 2: nopal.stream.Reply.error:type_name -> nopal.stream.ErrorInfo
+	18, // 3: nopal.stream.ErrorInfo.metadata:type_name -> nopal.stream.ErrorInfo.MetadataEntry
+	19, // 4: nopal.stream.TrafficRecord.headers:type_name -> nopal.stream.TrafficRecord.HeadersEntry
+	11, // 5: nopal.stream.TrafficBatch.records:type_name -> nopal.stream.TrafficRecord
+	1,  // 6: nopal.stream.ResumeRequest.op:type_name -> nopal.stream.ResumeOp
+	14, // 7: nopal.stream.Handover.missed:type_name -> nopal.stream.MissedPush
+	14, // 8: nopal.stream.Handover.extra:type_name -> nopal.stream.MissedPush
+	15, // 9: nopal.stream.ResumeReply.handover:type_name -> nopal.stream.Handover
+	14, // 10: nopal.stream.ResumeReply.drained:type_name -> nopal.stream.MissedPush
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_stream_envelope_proto_init() }
@@ -943,8 +1408,8 @@ func file_stream_envelope_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_envelope_proto_rawDesc), len(file_stream_envelope_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

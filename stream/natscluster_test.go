@@ -143,7 +143,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, name string) ([]str
 }
 
 func checkKV(ctx context.Context, b *stream.Bus, bucket string, want map[string]string) error {
-	kv, err := b.JS.KeyValue(ctx, b.Name(bucket))
+	kv, err := b.JetStream().KeyValue(ctx, b.Name(bucket))
 	if err != nil {
 		return fmt.Errorf("bucket: %w", err)
 	}
@@ -160,7 +160,7 @@ func checkKV(ctx context.Context, b *stream.Bus, bucket string, want map[string]
 }
 
 func checkStream(ctx context.Context, b *stream.Bus, name string, want []string) error {
-	got, err := readStream(ctx, b.JS, b.Name(name))
+	got, err := readStream(ctx, b.JetStream(), b.Name(name))
 	if err != nil {
 		return err
 	}
@@ -206,14 +206,14 @@ func TestEmbeddedClusterSurvivesServerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Reads of the stream go through its leader (no direct get).
-	if _, err := b1.Stream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{b1.Subject("events", ">")}}); err != nil {
+	if _, err := b1.Stream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{b1.Prefix() + ".events.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	kvStream := "KV_" + b1.Name("state")
 	// streamInfo asks the stream's leader: during an election the call
 	// fails or times out, so callers retry.
 	streamInfo := func(ctx context.Context, b *stream.Bus, name string) (*jetstream.StreamInfo, error) {
-		s, err := b.JS.Stream(ctx, name)
+		s, err := b.JetStream().Stream(ctx, name)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +245,7 @@ func TestEmbeddedClusterSurvivesServerLoss(t *testing.T) {
 	for i := range 30 {
 		b := buses[i%3]
 		k, v := fmt.Sprintf("k%02d", i), fmt.Sprintf("v%d", i)
-		bkv, err := b.JS.KeyValue(ctx, b.Name("state"))
+		bkv, err := b.JetStream().KeyValue(ctx, b.Name("state"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +254,7 @@ func TestEmbeddedClusterSurvivesServerLoss(t *testing.T) {
 		}
 		values[k] = v
 		ev := fmt.Sprintf("e%02d", i)
-		if _, err := b.JS.Publish(ctx, b.Subject("events", "x"), []byte(ev)); err != nil {
+		if _, err := b.JetStream().Publish(ctx, b.Prefix()+".events.x", []byte(ev)); err != nil {
 			t.Fatalf("publish %s: %v", ev, err)
 		}
 		events = append(events, ev)
@@ -283,7 +283,7 @@ func TestEmbeddedClusterSurvivesServerLoss(t *testing.T) {
 			return nil
 		}
 		if info.Cluster.Leader != "" {
-			if _, err := b1.NC.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+b1.Name("EVENTS"), req); err != nil {
+			if _, err := b1.Request(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+b1.Name("EVENTS"), req, nil); err != nil {
 				return err
 			}
 		}
@@ -316,12 +316,12 @@ func TestEmbeddedClusterSurvivesServerLoss(t *testing.T) {
 	fresh := connect(t, stream.Config{ServerID: "fresh", URL: survivors[0].ClientURL(), Replicas: 3})
 
 	took := eventually(t, "remote client reconnected", func(context.Context) error {
-		if !remote.Connected() || remote.NC.ConnectedUrl() == victimURL {
-			return fmt.Errorf("connected=%v to %s", remote.Connected(), remote.NC.ConnectedUrl())
+		if !remote.Connected() || remote.ConnectedURL() == victimURL {
+			return fmt.Errorf("connected=%v to %s", remote.Connected(), remote.ConnectedURL())
 		}
 		return nil
 	})
-	t.Logf("remote client on %s %v after the stop", remote.NC.ConnectedUrl(), took.Round(time.Millisecond))
+	t.Logf("remote client on %s %v after the stop", remote.ConnectedURL(), took.Round(time.Millisecond))
 
 	readers := map[string]*stream.Bus{"survivor " + survivors[0].Server.Name(): survivors[0],
 		"survivor " + survivors[1].Server.Name(): survivors[1], "fresh": fresh, "remote": remote}
@@ -355,7 +355,7 @@ func TestEmbeddedClusterSurvivesServerLoss(t *testing.T) {
 	for i, b := range writers {
 		k, v, ev := fmt.Sprintf("after%d", i), fmt.Sprintf("w%d", i), fmt.Sprintf("a%d", i)
 		eventually(t, "write through "+b.ServerID(), func(ctx context.Context) error {
-			bkv, err := b.JS.KeyValue(ctx, b.Name("state"))
+			bkv, err := b.JetStream().KeyValue(ctx, b.Name("state"))
 			if err != nil {
 				return err
 			}
@@ -368,7 +368,7 @@ func TestEmbeddedClusterSurvivesServerLoss(t *testing.T) {
 		// Publish once the stream answers: a retried publish could store
 		// the message twice, so ack it with a message id.
 		eventually(t, "publish through "+b.ServerID(), func(ctx context.Context) error {
-			_, err := b.JS.Publish(ctx, b.Subject("events", "x"), []byte(ev), jetstream.WithMsgID(ev))
+			_, err := b.JetStream().Publish(ctx, b.Prefix()+".events.x", []byte(ev), jetstream.WithMsgID(ev))
 			return err
 		})
 		events = append(events, ev)

@@ -250,13 +250,13 @@ func (b *Bus) reprovisionAll(objs []object) bool {
 // ensureKV opens the bucket cfg.Bucket, creating it if it does not exist
 // (create-only), and reports whether it created it.
 func (b *Bus) ensureKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, bool, error) {
-	kv, err := b.JS.KeyValue(ctx, cfg.Bucket)
+	kv, err := b.js.KeyValue(ctx, cfg.Bucket)
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return kv, false, err
 	}
-	kv, err = b.JS.CreateKeyValue(ctx, cfg)
+	kv, err = b.js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = b.JS.KeyValue(ctx, cfg.Bucket) // made meanwhile, differently
+		kv, err = b.js.KeyValue(ctx, cfg.Bucket) // made meanwhile, differently
 		return kv, false, err
 	}
 	return kv, err == nil, err
@@ -265,13 +265,13 @@ func (b *Bus) ensureKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetst
 // ensureStream opens the stream cfg.Name, creating it if it does not exist
 // (create-only), and reports whether it created it.
 func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, bool, error) {
-	st, err := b.JS.Stream(ctx, cfg.Name)
+	st, err := b.js.Stream(ctx, cfg.Name)
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return st, false, err
 	}
-	st, err = b.JS.CreateStream(ctx, cfg)
+	st, err = b.js.CreateStream(ctx, cfg)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		st, err = b.JS.Stream(ctx, cfg.Name) // made meanwhile, differently
+		st, err = b.js.Stream(ctx, cfg.Name) // made meanwhile, differently
 		return st, false, err
 	}
 	return st, err == nil, err

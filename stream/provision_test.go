@@ -125,7 +125,7 @@ func natsServer(t *testing.T, port int, dir string) *server.Server {
 // provisionBoth provisions a file stream and a memory bucket through b.
 func provisionBoth(t *testing.T, ctx context.Context, b *stream.Bus) (jetstream.Stream, jetstream.KeyValue) {
 	t.Helper()
-	st, err := b.Stream(ctx, jetstream.StreamConfig{Name: "MAILBOX", Subjects: []string{b.Subject("mbox", ">")}, Storage: jetstream.FileStorage})
+	st, err := b.Stream(ctx, jetstream.StreamConfig{Name: "MAILBOX", Subjects: []string{b.MailboxWildcard()}, Storage: jetstream.FileStorage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestReprovisionOnReconnect(t *testing.T) {
 	if _, err := kv.Put(ctx, "k", []byte("after")); err != nil {
 		t.Fatalf("put after the restart: %v", err)
 	}
-	if _, err := b.JS.Publish(ctx, b.Subject("mbox", "u1"), []byte("hi")); err != nil {
+	if _, err := b.JetStream().Publish(ctx, b.MailboxSubject("u1"), []byte("hi")); err != nil {
 		t.Fatalf("publish after the restart: %v", err)
 	}
 	info, err := st.Info(ctx)
@@ -209,10 +209,10 @@ func missingErrors(t *testing.T, ctx context.Context, b *stream.Bus) map[string]
 	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.JS.DeleteStream(ctx, "nopal_MAILBOX"); err != nil {
+	if err := b.JetStream().DeleteStream(ctx, "nopal_MAILBOX"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.JS.DeleteKeyValue(ctx, "nopal_sessions"); err != nil {
+	if err := b.JetStream().DeleteKeyValue(ctx, "nopal_sessions"); err != nil {
 		t.Fatal(err)
 	}
 	errs := map[string]error{}
@@ -221,13 +221,13 @@ func missingErrors(t *testing.T, ctx context.Context, b *stream.Bus) map[string]
 	_, errs["kv get"] = kv.Get(ctx, "k")
 	errs["kv delete"] = kv.Delete(ctx, "k")
 	_, errs["kv watch"] = kv.WatchAll(ctx)
-	_, errs["open bucket"] = b.JS.KeyValue(ctx, "nopal_sessions")
-	_, errs["publish"] = b.JS.Publish(ctx, b.Subject("mbox", "u1"), []byte("hi"))
-	errs["purge"] = st.Purge(ctx, jetstream.WithPurgeSubject(b.Subject("mbox", "u1")))
+	_, errs["open bucket"] = b.JetStream().KeyValue(ctx, "nopal_sessions")
+	_, errs["publish"] = b.JetStream().Publish(ctx, b.MailboxSubject("u1"), []byte("hi"))
+	errs["purge"] = st.Purge(ctx, jetstream.WithPurgeSubject(b.MailboxSubject("u1")))
 	_, errs["stream info"] = st.Info(ctx)
-	_, errs["open stream"] = b.JS.Stream(ctx, "nopal_MAILBOX")
+	_, errs["open stream"] = b.JetStream().Stream(ctx, "nopal_MAILBOX")
 	_, errs["ordered consumer"] = st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	_, errs["last msg"] = st.GetLastMsgForSubject(ctx, b.Subject("mbox", "u1"))
+	_, errs["last msg"] = st.GetLastMsgForSubject(ctx, b.MailboxSubject("u1"))
 	return errs
 }
 
@@ -303,10 +303,10 @@ func TestRecoverMissing(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_, kv := provisionBoth(t, ctx, b)
-			if err := b.JS.DeleteStream(ctx, "nopal_MAILBOX"); err != nil {
+			if err := b.JetStream().DeleteStream(ctx, "nopal_MAILBOX"); err != nil {
 				t.Fatal(err)
 			}
-			if err := b.JS.DeleteKeyValue(ctx, "nopal_sessions"); err != nil {
+			if err := b.JetStream().DeleteKeyValue(ctx, "nopal_sessions"); err != nil {
 				t.Fatal(err)
 			}
 			if !tc.recover(t, ctx, b, kv) {
@@ -329,7 +329,7 @@ func TestRecoverMissingIsDebounced(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, kv := provisionBoth(t, ctx, b)
-	if err := b.JS.DeleteKeyValue(ctx, "nopal_sessions"); err != nil {
+	if err := b.JetStream().DeleteKeyValue(ctx, "nopal_sessions"); err != nil {
 		t.Fatal(err)
 	}
 	_, missing := kv.Put(ctx, "k", []byte("v"))

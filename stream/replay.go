@@ -130,7 +130,7 @@ func Replay(ctx context.Context, bus *Bus, f Filter, each func(Entry) error) err
 		return errors.New("stream: Replay: nil callback")
 	}
 	name := bus.Name(TrafficStream)
-	s, err := bus.JS.Stream(ctx, name)
+	s, err := bus.JetStream().Stream(ctx, name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("stream: no traffic log (stream %s): %w", name, err)
@@ -161,7 +161,7 @@ func Replay(ctx context.Context, bus *Bus, f Filter, each func(Entry) error) err
 		it.Stop()
 		if ci := cons.CachedInfo(); ci != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_ = bus.JS.DeleteConsumer(dctx, name, ci.Name)
+			_ = bus.JetStream().DeleteConsumer(dctx, name, ci.Name)
 			cancel()
 		}
 	}()
@@ -384,19 +384,19 @@ func (d *decoder) decode(rec *TrafficRecord) (Entry, string) {
 	}
 	head, rest, _ := strings.Cut(rest, ".")
 	switch head {
-	case "rpc":
+	case tokRPC:
 		d.call(&e, data, rest)
 		return e, ""
-	case "reply":
+	case tokReply:
 		server, _, _ := strings.Cut(rest, ".")
 		d.reply(&e, data)
 		return e, server
-	case "srv":
+	case tokServer:
 		server, kind, _ := strings.Cut(rest, ".")
 		switch kind {
-		case "rpc":
+		case kindRPC:
 			d.call(&e, data, "")
-		case "push":
+		case kindPush:
 			e.Kind, e.Frontend = KindPush, server
 			var p Push
 			if proto.Unmarshal(data, &p) != nil {
@@ -404,7 +404,7 @@ func (d *decoder) decode(rec *TrafficRecord) (Entry, string) {
 				break
 			}
 			e.Route, e.UIDs, e.Payload = p.GetRoute(), p.GetUids(), payloadJSON(p.GetPayload())
-		case "kick":
+		case kindKick:
 			e.Kind, e.Frontend = KindKick, server
 			var k Kick
 			if proto.Unmarshal(data, &k) != nil {
@@ -412,7 +412,7 @@ func (d *decoder) decode(rec *TrafficRecord) (Entry, string) {
 				break
 			}
 			e.UIDs, e.Session = k.GetUids(), k.GetSessionId()
-		case "sess":
+		case kindSession:
 			e.Kind, e.Frontend = KindSession, server
 			var op SessionOp
 			if proto.Unmarshal(data, &op) != nil {

@@ -58,14 +58,14 @@ func recordExchange(t *testing.T) *exchange {
 	// A nats.Header is a map[string][]string: a frontend passes its own.
 	recFE.Record(reply1, "", nats.Header{stream.RouteHeader: {"room.room.join"}},
 		mustMarshal(t, &stream.Reply{Payload: []byte(`{"ok":true}`)}))
-	recFE.Record(fe.ServerSubject("fe1", "push"), "", nil,
+	recFE.Record(fe.ServerPush("fe1"), "", nil,
 		mustMarshal(t, &stream.Push{Uids: []string{"u1", "u2"}, Route: "onJoin", Payload: []byte(`{"who":"u1"}`)}))
-	recFE.Record(fe.ServerSubject("fe1", "kick"), "", nil,
+	recFE.Record(fe.ServerKick("fe1"), "", nil,
 		mustMarshal(t, &stream.Kick{Uids: []string{"u2"}, SessionId: 9}))
 
 	x.t1 = time.Now()
 	reply2 := fe.ReplyPrefix() + ".Ab12Cd.2"
-	recFE.Record(fe.ServerSubject("room-1", "rpc"), reply2, nil, mustMarshal(t, &stream.Call{
+	recFE.Record(fe.ServerRPC("room-1"), reply2, nil, mustMarshal(t, &stream.Call{
 		Kind:       stream.CallKind_CALL_KIND_USER,
 		Route:      "room.room.leave",
 		Payload:    []byte{0xff, 0x00},
@@ -77,7 +77,7 @@ func recordExchange(t *testing.T) *exchange {
 	recFE.Record(reply2, "", nil, mustMarshal(t, &stream.Reply{
 		Error: &stream.ErrorInfo{Code: "E_NOT_IN_ROOM", Msg: "not in room", Metadata: map[string]string{"room": "r9"}},
 	}))
-	recFE.Record(fe.ServerSubject("fe1", "sess"), "", nil,
+	recFE.Record(fe.ServerSessionOp("fe1"), "", nil,
 		mustMarshal(t, &stream.SessionOp{SessionId: 7, Uid: "u1", SetData: true, Data: []byte(`{"lvl":2}`)}))
 	recFE.Record("elsewhere.thing", "", nil, []byte("hi\x00"))
 	closeRecorder(t, recFE)
@@ -86,7 +86,7 @@ func recordExchange(t *testing.T) *exchange {
 	}
 
 	recRoom := newRecorder(t, room, stream.RecorderConfig{})
-	recRoom.Record(room.ServerSubject("fe1", "push"), "", nil,
+	recRoom.Record(room.ServerPush("fe1"), "", nil,
 		mustMarshal(t, &stream.Push{Uids: []string{"u1"}, Route: "room.onMessage", Payload: []byte(`{"m":"hey"}`)}))
 	closeRecorder(t, recRoom)
 	x.end = time.Now()
@@ -234,7 +234,7 @@ func TestReplayStopsOnCallbackError(t *testing.T) {
 func TestReplayFollow(t *testing.T) {
 	b := connect(t, stream.Config{ServerID: "fe1"})
 	r := newRecorder(t, b, stream.RecorderConfig{})
-	r.Record(b.ServerSubject("fe1", "kick"), "", nil, mustMarshal(t, &stream.Kick{Uids: []string{"before"}}))
+	r.Record(b.ServerKick("fe1"), "", nil, mustMarshal(t, &stream.Kick{Uids: []string{"before"}}))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -265,7 +265,7 @@ func TestReplayFollow(t *testing.T) {
 	}
 	await("before")
 	// Replay is running: this record is made after it started.
-	r.Record(b.ServerSubject("fe1", "kick"), "", nil, mustMarshal(t, &stream.Kick{Uids: []string{"after"}}))
+	r.Record(b.ServerKick("fe1"), "", nil, mustMarshal(t, &stream.Kick{Uids: []string{"after"}}))
 	await("after")
 	cancel()
 	select {
@@ -293,8 +293,8 @@ func interleave(t *testing.T, fe, room *stream.Bus) []string {
 		Kind: stream.CallKind_CALL_KIND_SYS, Route: "room.room.join",
 		Session: &stream.SessionSnapshot{Id: 7, Uid: "u1"}, FrontendId: "fe1"}))
 	recB.Record(reply, "", nil, mustMarshal(t, &stream.Reply{Payload: []byte(`{"ok":true}`)}))
-	recA.Record(fe.ServerSubject("fe1", "sess"), "", nil, mustMarshal(t, &stream.SessionOp{SessionId: 7, Uid: "u1"}))
-	recB.Record(room.ServerSubject("fe1", "push"), "", nil,
+	recA.Record(fe.ServerSessionOp("fe1"), "", nil, mustMarshal(t, &stream.SessionOp{SessionId: 7, Uid: "u1"}))
+	recB.Record(room.ServerPush("fe1"), "", nil,
 		mustMarshal(t, &stream.Push{Uids: []string{"u1"}, Route: "onJoin"}))
 	closeRecorder(t, recB)
 	closeRecorder(t, recA)

@@ -18,11 +18,6 @@ import (
 // prefix: "nopal_TRAFFIC").
 const TrafficStream = "TRAFFIC"
 
-// RouteHeader is the header a caller of Recorder.Record puts on a reply's
-// record to name the route of the call it answers ("room.room.join"):
-// Replay reports it as the reply's route and filters replies by it.
-const RouteHeader = "Nopal-Route"
-
 // RecorderConfig tunes a Recorder. Zero fields take the defaults.
 type RecorderConfig struct {
 	// MaxBatch is the most records in one stream message (default 128).
@@ -149,8 +144,8 @@ func NewRecorder(ctx context.Context, bus *Bus, cfg RecorderConfig) (*Recorder, 
 		cfg:      cfg,
 		log:      bus.log,
 		id:       bus.ServerID(),
-		subject:  bus.Subject("traffic", bus.ServerID()),
-		maxBytes: int(bus.NC.MaxPayload()) - payloadHeadroom,
+		subject:  bus.TrafficSubject(bus.ServerID()),
+		maxBytes: int(bus.nc.MaxPayload()) - payloadHeadroom,
 		wake:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -159,7 +154,7 @@ func NewRecorder(ctx context.Context, bus *Bus, cfg RecorderConfig) (*Recorder, 
 	if r.maxBytes < 1024 {
 		r.maxBytes = 1024
 	}
-	js, err := jetstream.New(bus.NC,
+	js, err := jetstream.New(bus.nc,
 		jetstream.WithPublishAsyncMaxPending(recorderMaxPending),
 		jetstream.WithPublishAsyncTimeout(recorderAckTimeout),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
@@ -185,7 +180,7 @@ func trafficStreamConfig(bus *Bus, cfg RecorderConfig) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        TrafficStream,
 		Description: "nopal traffic log (TrafficBatch messages)",
-		Subjects:    []string{bus.Subject("traffic", ">")},
+		Subjects:    []string{bus.TrafficWildcard()},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,

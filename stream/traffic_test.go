@@ -53,7 +53,7 @@ func trafficMsgs(t testing.TB, b *stream.Bus) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := b.JS.Stream(ctx, b.Name(stream.TrafficStream))
+	s, err := b.JetStream().Stream(ctx, b.Name(stream.TrafficStream))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestRecorderBatches(t *testing.T) {
 func TestRecorderSplitsBatchesByBytes(t *testing.T) {
 	b := connect(t, stream.Config{ServerID: "fe1"})
 	r := newRecorder(t, b, stream.RecorderConfig{})
-	maxPayload := int(b.NC.MaxPayload())
+	maxPayload := int(b.MaxPayload())
 	big := make([]byte, maxPayload/4)
 	for range 8 {
 		r.Record("other.big", "", nil, big)
@@ -177,7 +177,7 @@ func TestRecorderCountsPublishFailures(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// Without the stream, batches have no responder and fail.
-	if err := b.JS.DeleteStream(ctx, b.Name(stream.TrafficStream)); err != nil {
+	if err := b.JetStream().DeleteStream(ctx, b.Name(stream.TrafficStream)); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {

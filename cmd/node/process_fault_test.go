@@ -773,7 +773,7 @@ func TestProcessFaultNATSClusterNodeKill(t *testing.T) {
 	defer cancel()
 	// The node whose NATS server leads the JOBS stream (server names are
 	// the node ids).
-	st, err := bus.JS.Stream(ctx, bus.Name(reliable.Stream))
+	st, err := bus.JetStream().Stream(ctx, bus.Name(reliable.Stream))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,8 +91,8 @@ func TestClaimIsGrantedOnce(t *testing.T) {
 		case <-dying:
 		default:
 			close(dying)
-			first.Bus().NC.Close() // the worker's link dies mid-job
-			<-ctx.Done()           // and it never finishes its grant
+			first.Bus().Abort() // the worker's link dies mid-job
+			<-ctx.Done()        // and it never finishes its grant
 		}
 	})
 
@@ -210,7 +210,7 @@ func TestWorkerKilledDuringWork(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the first worker never started the job")
 	}
-	first.Bus().NC.Close() // killed: it neither acknowledges nor signals progress
+	first.Bus().Abort() // killed: it neither acknowledges nor signals progress
 	second := startWorker(t, front, nil)
 
 	job := waitJob(t, front, jid)

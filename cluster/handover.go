@@ -1,4 +1,4 @@
-package nopal
+package cluster
 
 import (
 	"context"
@@ -43,37 +43,79 @@ import (
 const (
 	sessionsBucket = "sessions"
 	mailboxStream  = "MAILBOX"
-
-	hdrSeq     = "Nopal-Seq"     // the push's number in its session
-	hdrSession = "Nopal-Session" // <frontend>.<session> of a frontend's entry
-	hdrPushID  = "Nopal-Push-Id" // the cluster push's id
-	hdrRoute   = "Nopal-Route"   // set on a sender's entry: the body is the payload
 )
 
-// sessionRecord is a bound session as the "sessions" bucket keeps it.
-type sessionRecord struct {
-	UID    string         `json:"uid"`
-	Secret string         `json:"secret"` // hex SHA-256 of the token's secret
-	Data   map[string]any `json:"data,omitempty"`
+// The resume messages between frontends (stream.ResumeRequest,
+// stream.ResumeReply) and the session records (stream.SessionRecord) are
+// protobuf, as every other bus message; these convert the frontend's types.
+
+func toMissed(ps []frontend.MissedPush) []*stream.MissedPush {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]*stream.MissedPush, len(ps))
+	for i, p := range ps {
+		out[i] = &stream.MissedPush{Seq: p.Seq, Id: p.ID, Packet: p.Pkt, Response: p.Response}
+	}
+	return out
 }
 
-type resumeReq struct {
-	Op     string `json:"op"` // "take" or "drain"
-	Token  string `json:"token,omitempty"`
-	Pushes uint64 `json:"pushes,omitempty"`
-	UID    string `json:"uid,omitempty"`
-	To     string `json:"to"`
+func fromMissed(ps []*stream.MissedPush) []frontend.MissedPush {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]frontend.MissedPush, len(ps))
+	for i, p := range ps {
+		out[i] = frontend.MissedPush{Seq: p.GetSeq(), ID: p.GetId(), Pkt: p.GetPacket(), Response: p.GetResponse()}
+	}
+	return out
 }
 
-type resumeReply struct {
-	Handover *frontend.Handover    `json:"handover,omitempty"`
-	Drained  []frontend.MissedPush `json:"drained,omitempty"`
-	Error    string                `json:"error,omitempty"`
+func toHandover(h *frontend.Handover) (*stream.Handover, error) {
+	data, err := encodeData(h.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &stream.Handover{Uid: h.UID, Data: data, Sent: h.Sent, Missed: toMissed(h.Missed),
+		Responses: h.Responses, Extra: toMissed(h.Extra)}, nil
+}
+
+func fromHandover(h *stream.Handover) (*frontend.Handover, error) {
+	data, err := decodeData(h.GetData())
+	if err != nil {
+		return nil, err
+	}
+	return &frontend.Handover{UID: h.GetUid(), Data: data, Sent: h.GetSent(), Missed: fromMissed(h.GetMissed()),
+		Responses: h.GetResponses(), Extra: fromMissed(h.GetExtra())}, nil
+}
+
+// encodeData and decodeData carry session data as JSON (numbers come back
+// as float64, as on every hop of a backend session).
+func encodeData(data map[string]any) ([]byte, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: session data: %w", err)
+	}
+	return b, nil
+}
+
+func decodeData(b []byte) (map[string]any, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var data map[string]any
+	if err := json.Unmarshal(b, &data); err != nil {
+		return nil, fmt.Errorf("cluster: session data: %w", err)
+	}
+	return data, nil
 }
 
 // resumer implements frontend.ResumeCluster.
 type resumer struct {
-	c    *cluster
+	c    *Runtime
 	kv   jetstream.KeyValue
 	mbox jetstream.Stream
 	ops  chan func(context.Context) // bus writes of the hooks, in order
@@ -108,12 +150,8 @@ func secretHash(secret string) string {
 
 // startResume provisions the bucket and the stream and serves the
 // frontend's side of resumes.
-func (c *cluster) startResume(ctx context.Context) error {
-	a := c.app
-	grace := a.cfg.Resume.Grace
-	if grace <= 0 {
-		grace = frontend.DefaultResumeGrace
-	}
+func (c *Runtime) startResume(ctx context.Context) error {
+	grace := c.cfg.Resume.Grace
 	r := &resumer{c: c, ops: make(chan func(context.Context), 4096), done: make(chan struct{})}
 	r.opsCtx, r.opsCancel = context.WithCancel(context.Background())
 	var err error
@@ -125,25 +163,25 @@ func (c *cluster) startResume(ctx context.Context) error {
 	}
 	if r.mbox, err = c.bus.Stream(ctx, jetstream.StreamConfig{
 		Name: mailboxStream, Description: "nopal: pushes kept for clients that will resume",
-		Subjects: []string{c.bus.Subject("mbox", ">")}, Storage: jetstream.FileStorage,
+		Subjects: []string{c.bus.MailboxWildcard()}, Storage: jetstream.FileStorage,
 		MaxAge: max(grace, time.Second), Discard: jetstream.DiscardOld,
 	}); err != nil {
 		return fmt.Errorf("nopal: resume: %w", err)
 	}
-	if err := c.subscribe(c.bus.ServerSubject(a.cfg.ServerID, "resume"), "", r.onResume); err != nil {
+	if err := c.subscribe(c.bus.ServerResume(c.cfg.ServerID), "", r.onResume); err != nil {
 		return err
 	}
-	if err := c.subscribe(c.bus.ServerSubject(a.cfg.ServerID, "fwd"), "", r.onForward); err != nil {
+	if err := c.subscribe(c.bus.ServerForward(c.cfg.ServerID), "", r.onForward); err != nil {
 		return err
 	}
-	a.pool.OnAfterSessionBind(func(_ context.Context, s *session.Session) {
+	c.cfg.Pool.OnAfterSessionBind(func(_ context.Context, s *session.Session) {
 		uid := s.UID()
 		r.enqueue(func(ctx context.Context) {
 			r.purge(ctx, uid) // a fresh session: what an older one missed is not its
 			r.record(ctx, s)
 		})
 	})
-	a.pool.OnSessionResume(func(_ context.Context, s *session.Session) {
+	c.cfg.Pool.OnSessionResume(func(_ context.Context, s *session.Session) {
 		if s.UID() != "" {
 			r.enqueue(func(ctx context.Context) { r.record(ctx, s) })
 		}
@@ -157,7 +195,7 @@ func (c *cluster) startResume(ctx context.Context) error {
 func (r *resumer) run() {
 	defer close(r.done)
 	for op := range r.ops {
-		ctx, cancel := context.WithTimeout(r.opsCtx, r.c.timeout)
+		ctx, cancel := context.WithTimeout(r.opsCtx, r.c.cfg.RequestTimeout)
 		op(ctx)
 		cancel()
 	}
@@ -172,7 +210,7 @@ func (r *resumer) enqueue(op func(context.Context)) {
 	select {
 	case r.ops <- op:
 	default:
-		r.c.app.log.Warn("resume: bus writes backed up: one dropped (a resume after this frontend dies may miss it)")
+		r.c.log.Warn("resume: bus writes backed up: one dropped (a resume after this frontend dies may miss it)")
 	}
 }
 
@@ -197,7 +235,7 @@ func pushID() uint64 { return rand.Uint64() | 1 }
 
 // record writes s's record under its current token.
 func (r *resumer) record(ctx context.Context, s *session.Session) {
-	fe := r.c.app.Frontend()
+	fe := r.c.frontend()
 	if fe == nil || s.Closed() {
 		return
 	}
@@ -205,21 +243,25 @@ func (r *resumer) record(ctx context.Context, s *session.Session) {
 	if !ok || s.UID() == "" {
 		return
 	}
-	val, err := json.Marshal(sessionRecord{UID: s.UID(), Secret: secretHash(t.Secret), Data: s.Data()})
+	data, err := encodeData(s.Data())
+	var val []byte
+	if err == nil {
+		val, err = proto.Marshal(&stream.SessionRecord{Uid: s.UID(), Secret: secretHash(t.Secret), Data: data})
+	}
 	if err == nil {
 		_, err = stream.RetryMissing(ctx, r.c.bus, func(ctx context.Context) (uint64, error) {
 			return r.kv.Put(ctx, recordKey(t), val)
 		})
 	}
 	if err != nil {
-		r.c.app.log.Warn("resume: cannot record the session", "session", s.ID(), "uid", s.UID(), "err", err)
+		r.c.log.Warn("resume: cannot record the session", "session", s.ID(), "uid", s.UID(), "err", err)
 	}
 }
 
 func (r *resumer) subject(uid string) string { return mailboxSubject(r.c.bus, uid) }
 
 func mailboxSubject(bus *stream.Bus, uid string) string {
-	return bus.Subject("mbox", bindings.Key(uid))
+	return bus.MailboxSubject(bindings.Key(uid))
 }
 
 func (r *resumer) purge(ctx context.Context, uid string) {
@@ -227,7 +269,7 @@ func (r *resumer) purge(ctx context.Context, uid string) {
 		return struct{}{}, r.mbox.Purge(ctx, jetstream.WithPurgeSubject(r.subject(uid)))
 	})
 	if err != nil {
-		r.c.app.log.Warn("resume: cannot purge the mailbox", "uid", uid, "err", err)
+		r.c.log.Warn("resume: cannot purge the mailbox", "uid", uid, "err", err)
 	}
 }
 
@@ -235,14 +277,14 @@ func (r *resumer) purge(ctx context.Context, uid string) {
 func (r *resumer) keep(uid string, t frontend.Token, p frontend.MissedPush) {
 	m := nats.NewMsg(r.subject(uid))
 	m.Data = p.Pkt
-	m.Header.Set(hdrSeq, strconv.FormatUint(p.Seq, 10))
-	m.Header.Set(hdrSession, recordKey(t))
+	m.Header.Set(stream.SeqHeader, strconv.FormatUint(p.Seq, 10))
+	m.Header.Set(stream.SessionHeader, recordKey(t))
 	if p.ID != 0 {
-		m.Header.Set(hdrPushID, strconv.FormatUint(p.ID, 10))
+		m.Header.Set(stream.PushIDHeader, strconv.FormatUint(p.ID, 10))
 	}
-	if _, err := r.c.bus.JS.PublishMsgAsync(m); err != nil {
+	if _, err := r.c.bus.StreamPublishAsync(m); err != nil {
 		r.c.bus.RecoverMissing(err)
-		r.c.app.log.Warn("resume: cannot keep a push", "uid", uid, "err", err)
+		r.c.log.Warn("resume: cannot keep a push", "uid", uid, "err", err)
 	}
 }
 
@@ -251,7 +293,7 @@ func (r *resumer) Suspended(s *session.Session, t frontend.Token, kept []fronten
 	uid := s.UID()
 	r.enqueue(func(ctx context.Context) {
 		r.record(ctx, s)
-		if r.c.app.cfg.Resume.Durable {
+		if r.c.cfg.Resume.Durable {
 			return // every push is in the mailbox already
 		}
 		for _, p := range kept {
@@ -271,7 +313,7 @@ func (r *resumer) Ended(s *session.Session, t frontend.Token) {
 	r.enqueue(func(ctx context.Context) {
 		if err := r.kv.Delete(ctx, recordKey(t)); err != nil {
 			r.c.bus.RecoverMissing(err) // nothing to delete then, but the bucket comes back
-			r.c.app.log.Warn("resume: cannot delete the session record", "uid", uid, "err", err)
+			r.c.log.Warn("resume: cannot delete the session record", "uid", uid, "err", err)
 		}
 		// The mailbox is left to its age limit: the uid may already have
 		// a newer session elsewhere, whose pushes it may hold.
@@ -282,20 +324,20 @@ func (r *resumer) Ended(s *session.Session, t frontend.Token) {
 func (r *resumer) Forward(to, uid string, p frontend.MissedPush) {
 	data, err := proto.Marshal(&stream.Forward{Uid: uid, Packet: p.Pkt, Id: p.ID, Response: p.Response})
 	if err == nil {
-		err = r.c.bus.NC.Publish(r.c.bus.ServerSubject(to, "fwd"), data)
+		err = r.c.bus.Publish(r.c.bus.ServerForward(to), data)
 	}
 	if err != nil {
-		r.c.app.log.Warn("resume: cannot forward a push", "uid", uid, "to", to, "err", err)
+		r.c.log.Warn("resume: cannot forward a push", "uid", uid, "to", to, "err", err)
 	}
 }
 
 func (r *resumer) onForward(m *nats.Msg) {
 	var f stream.Forward
 	if err := proto.Unmarshal(m.Data, &f); err != nil {
-		r.c.app.log.Warn("malformed forwarded push", "err", err)
+		r.c.log.Warn("malformed forwarded push", "err", err)
 		return
 	}
-	if fe := r.c.app.Frontend(); fe != nil {
+	if fe := r.c.frontend(); fe != nil {
 		fe.PushPacket(f.Uid, frontend.MissedPush{ID: f.Id, Pkt: f.Packet, Response: f.Response})
 	}
 }
@@ -303,52 +345,60 @@ func (r *resumer) onForward(m *nats.Msg) {
 // onResume serves another frontend's take and drain requests.
 func (r *resumer) onResume(m *nats.Msg) {
 	r.c.calls.run(func() {
-		var req resumeReq
-		var rep resumeReply
-		fe := r.c.app.Frontend()
-		switch err := json.Unmarshal(m.Data, &req); {
+		var req stream.ResumeRequest
+		var rep stream.ResumeReply
+		fe := r.c.frontend()
+		switch err := proto.Unmarshal(m.Data, &req); {
 		case err != nil:
 			rep.Error = "malformed request"
 		case fe == nil:
 			rep.Error = frontend.ErrNoSuchSession.Error()
-		case req.Op == "drain":
-			rep.Drained = fe.Drain(req.UID, req.To)
+		case req.Op == stream.ResumeOp_RESUME_OP_DRAIN:
+			rep.Drained = toMissed(fe.Drain(req.Uid, req.To))
 		default:
 			t, err := frontend.ParseToken(req.Token)
+			var h *frontend.Handover
 			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), r.c.timeout)
-				rep.Handover, err = fe.HandOver(ctx, t, req.Pushes, req.To)
+				ctx, cancel := context.WithTimeout(r.c.life, r.c.cfg.RequestTimeout)
+				h, err = fe.HandOver(ctx, t, req.Pushes, req.To)
 				cancel()
+			}
+			if err == nil {
+				rep.Handover, err = toHandover(h)
 			}
 			if err != nil {
 				rep.Error = err.Error()
-			} else if rep.Handover.UID != "" {
+			} else if h.UID != "" {
 				// The record of the session here goes with it.
 				r.enqueue(func(ctx context.Context) { _ = r.kv.Delete(ctx, recordKey(t)) })
 			}
 		}
-		data, _ := json.Marshal(&rep)
+		data, _ := proto.Marshal(&rep)
 		_ = m.Respond(data)
 	})
 }
 
 // Take implements frontend.ResumeCluster.
 func (r *resumer) Take(ctx context.Context, t frontend.Token, pushes uint64) (*frontend.Handover, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.RequestTimeout)
 	defer cancel()
-	req, _ := json.Marshal(resumeReq{Op: "take", Token: t.String(), Pushes: pushes, To: r.c.app.cfg.ServerID})
-	msg, err := r.c.bus.NC.RequestWithContext(ctx, r.c.bus.ServerSubject(t.Frontend, "resume"), req)
+	req, _ := proto.Marshal(&stream.ResumeRequest{Op: stream.ResumeOp_RESUME_OP_TAKE, Token: t.String(), Pushes: pushes, To: r.c.cfg.ServerID})
+	msg, err := r.c.bus.Request(ctx, r.c.bus.ServerResume(t.Frontend), req, nil)
 	if err != nil && !errors.Is(err, nats.ErrNoResponders) {
 		return nil, fmt.Errorf("nopal: resume from %s: %w", t.Frontend, err)
 	}
 	if err == nil {
-		var rep resumeReply
-		if err := json.Unmarshal(msg.Data, &rep); err != nil {
-			return nil, fmt.Errorf("nopal: resume from %s: %w", t.Frontend, err)
+		var rep stream.ResumeReply
+		if err := proto.Unmarshal(msg.Data, &rep); err != nil {
+			return nil, fmt.Errorf("cluster: resume from %s: %w", t.Frontend, err)
 		}
 		if rep.Handover != nil {
-			rep.Handover.Vetted = true
-			return rep.Handover, nil
+			h, err := fromHandover(rep.Handover)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: resume from %s: %w", t.Frontend, err)
+			}
+			h.Vetted = true
+			return h, nil
 		}
 		// The frontend is up but has no such session: it may have been
 		// restarted since the client was there.
@@ -368,16 +418,20 @@ func (r *resumer) takeFromBus(ctx context.Context, t frontend.Token, pushes uint
 	if err != nil {
 		return nil, fmt.Errorf("nopal: resume: %w", err)
 	}
-	var rec sessionRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil || !frontend.SameSecret(rec.Secret, secretHash(t.Secret)) {
+	var rec stream.SessionRecord
+	if err := proto.Unmarshal(e.Value(), &rec); err != nil || !frontend.SameSecret(rec.Secret, secretHash(t.Secret)) {
+		return nil, frontend.ErrNoSuchSession
+	}
+	data, err := decodeData(rec.Data)
+	if err != nil {
 		return nil, frontend.ErrNoSuchSession
 	}
 	if err := r.kv.Delete(ctx, recordKey(t), jetstream.LastRevision(e.Revision())); err != nil {
 		return nil, frontend.ErrNoSuchSession // claimed by another resume
 	}
-	h := &frontend.Handover{UID: rec.UID, Data: rec.Data, Sent: pushes}
+	h := &frontend.Handover{UID: rec.Uid, Data: data, Sent: pushes}
 	w := &mailboxWatch{ch: make(chan *nats.Msg, 256)}
-	if w.sub, err = r.c.bus.NC.ChanSubscribe(r.subject(rec.UID), w.ch); err != nil {
+	if w.sub, err = r.c.bus.ChanSubscribe(r.subject(rec.Uid), w.ch); err != nil {
 		return nil, fmt.Errorf("nopal: resume: mailbox: %w", err)
 	}
 	// Whatever happens next, the watch ends after the window.
@@ -390,7 +444,7 @@ func (r *resumer) takeFromBus(ctx context.Context, t frontend.Token, pushes uint
 		}
 		r.mu.Unlock()
 	})
-	if err := r.readMailbox(ctx, rec.UID, recordKey(t), pushes, h); err != nil {
+	if err := r.readMailbox(ctx, rec.Uid, recordKey(t), pushes, h); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -409,17 +463,17 @@ const resumeWatchWindow = 10 * time.Second
 // watch hands the pushes w catches to uid's session here until the window
 // ends.
 func (r *resumer) watch(w *mailboxWatch, uid string) {
-	fe := r.c.app.Frontend()
+	fe := r.c.frontend()
 	timer := time.NewTimer(resumeWatchWindow)
 	defer timer.Stop()
 	for {
 		select {
 		case m := <-w.ch:
-			route := m.Header.Get(hdrRoute)
+			route := m.Header.Get(stream.RouteHeader)
 			if route == "" || fe == nil {
 				continue // a frontend's own numbered entry: not late
 			}
-			id, _ := strconv.ParseUint(m.Header.Get(hdrPushID), 10, 64)
+			id, _ := strconv.ParseUint(m.Header.Get(stream.PushIDHeader), 10, 64)
 			pkt, err := fe.EncodePush(route, m.Data)
 			if err == nil {
 				fe.PushPacket(uid, frontend.MissedPush{ID: id, Pkt: pkt})
@@ -448,7 +502,7 @@ func (r *resumer) readMailbox(ctx context.Context, uid, key string, pushes uint6
 	if err != nil {
 		return fmt.Errorf("nopal: resume: mailbox: %w", err)
 	}
-	fe := r.c.app.Frontend()
+	fe := r.c.frontend()
 	numbered := map[uint64]frontend.MissedPush{}
 	had := map[uint64]bool{} // ids of the session's numbered pushes, received or not
 	for read := uint64(0); read < n; {
@@ -460,16 +514,16 @@ func (r *resumer) readMailbox(ctx context.Context, uid, key string, pushes uint6
 		for m := range batch.Messages() {
 			got++
 			hd := m.Headers()
-			id, _ := strconv.ParseUint(hd.Get(hdrPushID), 10, 64)
-			if route := hd.Get(hdrRoute); route != "" {
+			id, _ := strconv.ParseUint(hd.Get(stream.PushIDHeader), 10, 64)
+			if route := hd.Get(stream.RouteHeader); route != "" {
 				pkt, err := fe.EncodePush(route, m.Data())
 				if err == nil {
 					h.Extra = append(h.Extra, frontend.MissedPush{ID: id, Pkt: pkt})
 				}
 				continue
 			}
-			seq, _ := strconv.ParseUint(hd.Get(hdrSeq), 10, 64)
-			if hd.Get(hdrSession) != key {
+			seq, _ := strconv.ParseUint(hd.Get(stream.SeqHeader), 10, 64)
+			if hd.Get(stream.SessionHeader) != key {
 				continue // another session's
 			}
 			if id != 0 {
@@ -511,13 +565,13 @@ func (r *resumer) readMailbox(ctx context.Context, uid, key string, pushes uint6
 // Moved implements frontend.ResumeCluster: the binding follows the session
 // and the old frontend, if alive, hands over what it held meanwhile.
 func (r *resumer) Moved(ctx context.Context, from frontend.Token, s *session.Session) ([]frontend.MissedPush, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.RequestTimeout)
 	defer cancel()
 	uid := s.UID()
 	if uid == "" {
 		return nil, nil
 	}
-	me := r.c.app.cfg.ServerID
+	me := r.c.cfg.ServerID
 	if err := r.c.store.Move(ctx, uid, bindings.Binding{FrontendID: from.Frontend, SessionID: from.Session},
 		bindings.Binding{FrontendID: me, SessionID: s.ID()}); err != nil {
 		return nil, err
@@ -530,12 +584,12 @@ func (r *resumer) Moved(ctx context.Context, from frontend.Token, s *session.Ses
 		go r.watch(w, uid) // the session's frontend died: late pushes come by the mailbox
 	}
 	var drained []frontend.MissedPush
-	req, _ := json.Marshal(resumeReq{Op: "drain", UID: uid, To: me})
-	msg, err := r.c.bus.NC.RequestWithContext(ctx, r.c.bus.ServerSubject(from.Frontend, "resume"), req)
+	req, _ := proto.Marshal(&stream.ResumeRequest{Op: stream.ResumeOp_RESUME_OP_DRAIN, Uid: uid, To: me})
+	msg, err := r.c.bus.Request(ctx, r.c.bus.ServerResume(from.Frontend), req, nil)
 	if err == nil {
-		var rep resumeReply
-		if json.Unmarshal(msg.Data, &rep) == nil {
-			drained = rep.Drained
+		var rep stream.ResumeReply
+		if proto.Unmarshal(msg.Data, &rep) == nil {
+			drained = fromMissed(rep.Drained)
 		}
 	}
 	r.enqueue(func(ctx context.Context) {
@@ -548,7 +602,7 @@ func (r *resumer) Moved(ctx context.Context, from frontend.Token, s *session.Ses
 // fallback keeps a cluster push for bound uids whose frontend is gone
 // (not answering, or no longer discovered): their clients may resume on
 // another frontend and get it there.
-func (c *cluster) fallback(ctx context.Context, uids []string, route string, payload []byte, id uint64, gone map[string]bool) {
+func (c *Runtime) fallback(ctx context.Context, uids []string, route string, payload []byte, id uint64, gone map[string]bool) {
 	for _, uid := range uids {
 		b, err := c.store.Get(ctx, uid)
 		if err != nil {
@@ -559,14 +613,14 @@ func (c *cluster) fallback(ctx context.Context, uids []string, route string, pay
 		}
 		m := nats.NewMsg(mailboxSubject(c.bus, uid))
 		m.Data = payload
-		m.Header.Set(hdrRoute, route)
-		m.Header.Set(hdrPushID, strconv.FormatUint(id, 10))
+		m.Header.Set(stream.RouteHeader, route)
+		m.Header.Set(stream.PushIDHeader, strconv.FormatUint(id, 10))
 		// Nothing is stored when the stream is missing: a retry once it is
 		// back stores the push once.
 		if _, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (*jetstream.PubAck, error) {
-			return c.bus.JS.PublishMsg(ctx, m)
+			return c.bus.StreamPublish(ctx, m)
 		}); err != nil {
-			c.app.log.Warn("resume: cannot keep a push for a user whose frontend is gone", "uid", uid, "err", err)
+			c.log.Warn("resume: cannot keep a push for a user whose frontend is gone", "uid", uid, "err", err)
 		}
 	}
 }

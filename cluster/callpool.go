@@ -1,4 +1,4 @@
-package nopal
+package cluster
 
 import (
 	"sync"

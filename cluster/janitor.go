@@ -1,16 +1,17 @@
-package nopal
+package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nopal-dev/nopal/bindings"
 	"github.com/nopal-dev/nopal/discovery"
@@ -31,71 +32,95 @@ import (
 // started in time finishes first.
 const janitorMargin = 2 * time.Second
 
-func (c *cluster) startJanitor() {
-	grace := time.Duration(0)
-	if !c.app.cfg.Resume.Off {
-		grace = c.app.cfg.Resume.Grace
-		if grace <= 0 {
-			grace = 30 * time.Second
-		}
-		grace += janitorMargin
+// janitor is the state of the runtime's janitor: a timer per frontend that
+// died, and the cleanups under way.
+type janitor struct {
+	unsubscribe func()
+	ctx         context.Context // ends when the janitor stops
+	end         context.CancelFunc
+	mu          sync.Mutex
+	timers      []*time.Timer
+	stopped     bool
+	wg          sync.WaitGroup
+}
+
+// deaths are the frontends discovery declared dead lately, and when.
+type deaths struct {
+	unsubscribe func()
+	mu          sync.Mutex
+	at          map[string]time.Time
+}
+
+// graceKept is how long the sessions of a dead frontend may still be
+// resumed: the resume grace and a margin (none with resume off).
+func (c *Runtime) graceKept() time.Duration {
+	if c.cfg.Resume.Off {
+		return 0
 	}
-	c.janitorCtx, c.janitorEnd = context.WithCancel(context.Background())
-	c.janitorCancel = c.disc.Subscribe(func(e discovery.Event) {
-		if e.Kind != discovery.Died || !e.Server.Frontend || e.Server.ID == c.app.cfg.ServerID {
+	return c.cfg.Resume.Grace + janitorMargin
+}
+
+func (c *Runtime) startJanitor() {
+	j := &c.janitor
+	grace := c.graceKept()
+	j.ctx, j.end = context.WithCancel(context.Background())
+	j.unsubscribe = c.disc.Subscribe(func(e discovery.Event) {
+		if e.Kind != discovery.Died || !e.Server.Frontend || e.Server.ID == c.cfg.ServerID {
 			return
 		}
 		id := e.Server.ID
 		t := time.AfterFunc(grace, func() { c.reapFrontend(id) })
-		c.janitorMu.Lock()
-		c.janitorTimers = append(c.janitorTimers, t)
-		c.janitorMu.Unlock()
+		j.mu.Lock()
+		j.timers = append(j.timers, t)
+		j.mu.Unlock()
 	})
 }
 
-func (c *cluster) stopJanitor() {
-	if c.deathCancel != nil {
-		c.deathCancel()
+func (c *Runtime) stopJanitor() {
+	if c.deaths.unsubscribe != nil {
+		c.deaths.unsubscribe()
 	}
-	if c.janitorCancel != nil {
-		c.janitorCancel()
+	j := &c.janitor
+	if j.unsubscribe != nil {
+		j.unsubscribe()
 	}
-	if c.janitorEnd != nil {
-		c.janitorEnd() // a cleanup under way stops at its next bus call
+	if j.end != nil {
+		j.end() // a cleanup under way stops at its next bus call
 	}
-	c.janitorMu.Lock()
-	c.janitorStopped = true
-	for _, t := range c.janitorTimers {
+	j.mu.Lock()
+	j.stopped = true
+	for _, t := range j.timers {
 		t.Stop()
 	}
-	c.janitorTimers = nil
-	c.janitorMu.Unlock()
-	c.janitorWG.Wait()
+	j.timers = nil
+	j.mu.Unlock()
+	j.wg.Wait()
 }
 
 // reapFrontend ends the sessions of the dead frontend dead, if this is the
 // live frontend with the smallest id and dead has not come back.
-func (c *cluster) reapFrontend(dead string) {
-	c.janitorMu.Lock()
-	if c.janitorStopped {
-		c.janitorMu.Unlock()
+func (c *Runtime) reapFrontend(dead string) {
+	j := &c.janitor
+	j.mu.Lock()
+	if j.stopped {
+		j.mu.Unlock()
 		return
 	}
-	c.janitorWG.Add(1)
-	c.janitorMu.Unlock()
-	defer c.janitorWG.Done()
+	j.wg.Add(1)
+	j.mu.Unlock()
+	defer j.wg.Done()
 	var live []string
 	for _, s := range c.disc.Servers() {
 		if s.Frontend {
 			live = append(live, s.ID)
 		}
 	}
-	if slices.Contains(live, dead) || len(live) == 0 || slices.Min(live) != c.app.cfg.ServerID {
+	if slices.Contains(live, dead) || len(live) == 0 || slices.Min(live) != c.cfg.ServerID {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.janitorCtx, time.Minute)
+	ctx, cancel := context.WithTimeout(j.ctx, time.Minute)
 	defer cancel()
-	log := c.app.log.With("dead_frontend", dead)
+	log := c.log.With("dead_frontend", dead)
 	ended := map[string]bool{}
 	if r := c.resume; r != nil {
 		keys, err := stream.RetryMissing(ctx, c.bus, func(ctx context.Context) (jetstream.KeyLister, error) {
@@ -119,7 +144,7 @@ func (c *cluster) reapFrontend(dead string) {
 	}
 	for uid, b := range orphans {
 		if !ended[uid] {
-			c.app.pool.EndedElsewhere(session.NewBackend(b.SessionID, uid, nil, dead, goneConn(dead), nil))
+			c.cfg.Pool.EndedElsewhere(session.NewBackend(b.SessionID, uid, nil, dead, goneConn(dead), nil))
 		}
 		if err := c.store.Unbind(ctx, uid, b); err != nil {
 			log.Warn("janitor: cannot remove a binding", "uid", uid, "err", err)
@@ -130,25 +155,29 @@ func (c *cluster) reapFrontend(dead string) {
 
 // endRecorded ends the recorded session under key of frontend dead, unless
 // a resume claimed it meanwhile (the record is deleted on its revision).
-func (c *cluster) endRecorded(ctx context.Context, dead, key string) (string, bool) {
+func (c *Runtime) endRecorded(ctx context.Context, dead, key string) (string, bool) {
 	e, err := c.resume.kv.Get(ctx, key)
 	if err != nil {
 		return "", false
 	}
-	var rec sessionRecord
-	if json.Unmarshal(e.Value(), &rec) != nil {
+	var rec stream.SessionRecord
+	if proto.Unmarshal(e.Value(), &rec) != nil {
 		_ = c.resume.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 		return "", false
 	}
 	if err := c.resume.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
 		return "", false // resumed or ended by someone else
 	}
-	sid, _ := strconv.ParseInt(strings.TrimPrefix(key, dead+"."), 10, 64)
-	c.app.pool.EndedElsewhere(session.NewBackend(sid, rec.UID, rec.Data, dead, goneConn(dead), nil))
-	if err := c.store.Unbind(ctx, rec.UID, bindings.Binding{FrontendID: dead, SessionID: sid}); err != nil {
-		c.app.log.Warn("janitor: cannot remove a binding", "uid", rec.UID, "err", err)
+	data, err := decodeData(rec.Data)
+	if err != nil {
+		c.log.Warn("janitor: a session record's data", "uid", rec.Uid, "err", err)
 	}
-	return rec.UID, true
+	sid, _ := strconv.ParseInt(strings.TrimPrefix(key, dead+"."), 10, 64)
+	c.cfg.Pool.EndedElsewhere(session.NewBackend(sid, rec.Uid, data, dead, goneConn(dead), nil))
+	if err := c.store.Unbind(ctx, rec.Uid, bindings.Binding{FrontendID: dead, SessionID: sid}); err != nil {
+		c.log.Warn("janitor: cannot remove a binding", "uid", rec.Uid, "err", err)
+	}
+	return rec.Uid, true
 }
 
 func countIn(m map[string]bindings.Binding, set map[string]bool) int {
@@ -174,37 +203,34 @@ func (g goneConn) RemoteAddr() net.Addr       { return frontendAddr(g) }
 // watchDeaths remembers the frontends discovery declares dead, for the
 // resume grace and a margin: a push to one of their users is kept for
 // the user's resume (see fanOut).
-func (c *cluster) watchDeaths() {
-	cancel := c.disc.Subscribe(func(e discovery.Event) {
+func (c *Runtime) watchDeaths() {
+	d := &c.deaths
+	d.unsubscribe = c.disc.Subscribe(func(e discovery.Event) {
 		if e.Kind == discovery.Died && e.Server.Frontend {
-			c.deadMu.Lock()
-			if c.dead == nil {
-				c.dead = map[string]time.Time{}
+			d.mu.Lock()
+			if d.at == nil {
+				d.at = map[string]time.Time{}
 			}
-			c.dead[e.Server.ID] = time.Now()
-			c.deadMu.Unlock()
+			d.at[e.Server.ID] = time.Now()
+			d.mu.Unlock()
 		}
 	})
-	c.deathCancel = cancel
 }
 
 // lateDead returns the frontends that died within the resume grace (and a
 // margin), forgetting older ones.
-func (c *cluster) lateDead() map[string]bool {
-	c.deadMu.Lock()
-	defer c.deadMu.Unlock()
-	if len(c.dead) == 0 {
+func (c *Runtime) lateDead() map[string]bool {
+	d := &c.deaths
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.at) == 0 {
 		return nil
 	}
-	keep := c.app.cfg.Resume.Grace
-	if keep <= 0 {
-		keep = 30 * time.Second
-	}
-	keep += janitorMargin
-	out := make(map[string]bool, len(c.dead))
-	for id, at := range c.dead {
+	keep := c.graceKept()
+	out := make(map[string]bool, len(d.at))
+	for id, at := range d.at {
 		if time.Since(at) > keep {
-			delete(c.dead, id)
+			delete(d.at, id)
 			continue
 		}
 		out[id] = true
