@@ -80,6 +80,12 @@ type Config struct {
 	// costs nothing. metrics.TracerProviderFromEnv builds one from the
 	// standard OTEL_* variables (OTLP, e.g. to Jaeger).
 	TracerProvider trace.TracerProvider
+	// ValidateRequests checks the argument of every handler and remote
+	// against the `validate:"…"` tags of its struct before it runs
+	// (Pitaya's struct-validation pipeline, see backend.Validator): a
+	// request that fails is answered PIT-400 naming the failing fields.
+	// Off by default.
+	ValidateRequests bool
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -97,6 +103,8 @@ type App struct {
 	routers    atomic.Pointer[map[string]Router] // copied on write: read on every forwarded request
 	tracer     *metrics.Tracer
 	obs        *observer
+	presence   presenceState // presence.go
+	timers     appTimers     // timers.go: stopped first in Shutdown
 	limiter    *frontend.RateLimiter
 	modules    moduleList
 	stopCh     chan struct{}
@@ -154,7 +162,15 @@ func New(cfg Config) (*App, error) {
 		shutDone: make(chan struct{}),
 		tracer:   metrics.NewTracer(cfg.TracerProvider),
 	}
+	if cfg.ValidateRequests { // ahead of the app's own Before steps
+		v := backend.NewValidator()
+		a.registry.Before(v.Validate)
+		a.remotes.Before(v.Validate)
+	}
 	a.groups = groups.NewMemory(a)
+	if err := a.registerSys(); err != nil { // the built-in routes: docs.go
+		return nil, err
+	}
 	var err error
 	if a.obs, err = newObserver(a); err != nil {
 		return nil, err
@@ -167,6 +183,7 @@ func New(cfg Config) (*App, error) {
 			a.limiter.OnDrop = a.obs.set.IncRateLimited
 		}
 	}
+	a.initOps() // presence and readiness: health.go
 	return a, nil
 }
 
@@ -514,6 +531,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		dctx, dcancel = context.WithDeadline(ctx, deadline.Add(-min(time.Until(deadline)/4, 3*time.Second)))
 		defer dcancel()
 	}
+	a.stopTimers(dctx) // no timer fires while the app drains: timers.go
 	a.beforeShutdownModules(dctx)
 	var err error
 	if fe != nil {

@@ -191,6 +191,7 @@ func (o *observer) sampleOnce(a *App) {
 	if c := a.cluster(); c != nil {
 		st := c.Stats()
 		_ = o.set.Gauge(metrics.DroppedMessages, nil, float64(st.Dropped))
+		_ = o.set.Gauge(metrics.TrafficDropped, nil, float64(st.TrafficDropped))
 		o.set.SetChannelCapacity("bus_calls", st.CallCapacity)
 		if w := st.Worker; w != nil {
 			for state, n := range w.Jobs {

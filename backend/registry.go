@@ -37,6 +37,7 @@ type Option func(*regOptions)
 type regOptions struct {
 	name     string
 	nameFunc func(string) string
+	builtin  bool // see Builtin
 }
 
 // WithName sets the component's name (default: its type name, lower camel).
@@ -60,6 +61,9 @@ type handler struct {
 	// func(ctx, []byte) ([]byte, error): called without reflection.
 	rawFn  func(context.Context, []byte) ([]byte, error)
 	notify bool // no return values
+	// builtin: a route of the framework's own (Builtin), served and
+	// documented but left out of Routes.
+	builtin bool
 }
 
 // Registry maps routes to handlers. Register components before the server
@@ -136,6 +140,7 @@ func (r *Registry) Register(c any, opts ...Option) error {
 			continue
 		}
 		h.route = o.name + "." + o.nameFunc(m.Name)
+		h.builtin = o.builtin
 		// A name no client could send (a part that is empty, or holds
 		// a '.', a space, a NATS wildcard…) is refused here rather than
 		// registered unreachable.
@@ -196,13 +201,16 @@ func handlerOf(m reflect.Method, fn reflect.Value) (*handler, bool) {
 	return h, true
 }
 
-// Routes lists the registered routes (component.method), sorted.
+// Routes lists the registered routes (component.method), sorted; the
+// built-in ones (Builtin) are left out.
 func (r *Registry) Routes() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]string, 0, len(r.handlers))
-	for k := range r.handlers {
-		out = append(out, k.Short())
+	for k, h := range r.handlers {
+		if !h.builtin {
+			out = append(out, k.Short())
+		}
 	}
 	sort.Strings(out)
 	return out

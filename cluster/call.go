@@ -14,6 +14,7 @@ import (
 
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/metrics"
+	"github.com/nopal-dev/nopal/propagate"
 	"github.com/nopal-dev/nopal/session"
 	"github.com/nopal-dev/nopal/stream"
 )
@@ -34,6 +35,13 @@ func (c *Runtime) serveCall(m *nats.Msg) {
 	// The handler's context ends when the server stops without waiting any
 	// longer for the calls in flight.
 	ctx := c.life
+	// The caller's propagated values (package propagate).
+	if b := m.Header.Get(stream.BaggageHeader); b != "" {
+		var berr error
+		if ctx, berr = propagate.FromHeader(ctx, b); berr != nil {
+			c.log.Warn("propagated values dropped", "route", call.Route, "err", berr)
+		}
+	}
 	var span trace.Span
 	if t := c.cfg.Tracer; t != nil {
 		if m.Header != nil {
@@ -150,6 +158,14 @@ func (c *Runtime) request(ctx context.Context, subject, route string, call *stre
 		defer func() { metrics.Finish(span, err) }()
 		out.Header = nats.Header{}
 		t.Inject(ctx, stream.HeaderCarrier(out.Header))
+	}
+	if b, berr := propagate.Header(ctx); b != "" {
+		if out.Header == nil {
+			out.Header = nats.Header{}
+		}
+		out.Header.Set(stream.BaggageHeader, b)
+	} else if berr != nil {
+		c.log.Warn("propagated values not sent", "route", route, "err", berr)
 	}
 	c.rec.Record(subject, "", out.Header, data)
 	// A notify waits for the backend's acknowledgement too: the next

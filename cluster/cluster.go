@@ -375,6 +375,8 @@ func (c *Runtime) Worker() *reliable.Worker { return c.worker }
 type Stats struct {
 	// Dropped counts the messages the bus subscriptions dropped.
 	Dropped int
+	// TrafficDropped counts the traffic records the recorder dropped.
+	TrafficDropped uint64
 	// CallCapacity is how many more calls the kept call workers can take
 	// at once.
 	CallCapacity int
@@ -391,6 +393,7 @@ func (c *Runtime) Stats() Stats {
 		}
 	}
 	st.CallCapacity = c.calls.idleCapacity()
+	st.TrafficDropped = c.rec.Dropped()
 	if c.worker != nil {
 		ws := c.worker.Stats()
 		st.Worker = &ws

@@ -54,6 +54,8 @@ type acceptorOptions struct {
 	tls     *tls.Config
 	maxBody int
 	pool    *codec.BufferPool
+	proxy   *proxyOptions // WithProxyProtocol
+	err     error         // an invalid option: Listen returns it
 }
 
 // WithTLS serves TLS with cfg.
@@ -79,6 +81,9 @@ func newAcceptorOptions(opts []AcceptorOption) acceptorOptions {
 	if o.pool == nil {
 		o.pool = &codec.BufferPool{}
 	}
+	if o.proxy != nil {
+		o.err = o.proxy.resolve()
+	}
 	return o
 }
 
@@ -91,23 +96,25 @@ type TCPAcceptor struct {
 	mu      sync.Mutex
 	ln      net.Listener
 	stopped bool
+	done    chan struct{} // closed by Stop
 }
 
 // NewTCPAcceptor returns an acceptor for addr ("127.0.0.1:3250"; port 0
 // picks a free one).
 func NewTCPAcceptor(addr string, opts ...AcceptorOption) *TCPAcceptor {
-	return &TCPAcceptor{addr: addr, opts: newAcceptorOptions(opts), conns: make(chan PlayerConn)}
+	return &TCPAcceptor{addr: addr, opts: newAcceptorOptions(opts), conns: make(chan PlayerConn), done: make(chan struct{})}
 }
 
-// Listen binds the address.
+// Listen binds the address. It fails on an invalid option.
 func (a *TCPAcceptor) Listen() error {
+	if a.opts.err != nil {
+		return a.opts.err
+	}
 	ln, err := net.Listen("tcp", a.addr)
 	if err != nil {
 		return fmt.Errorf("frontend: tcp listen %s: %w", a.addr, err)
 	}
-	if a.opts.tls != nil {
-		ln = tls.NewListener(ln, a.opts.tls)
-	}
+	ln = a.opts.listener(ln)
 	a.mu.Lock()
 	a.ln = ln
 	a.mu.Unlock()
@@ -158,14 +165,39 @@ func (a *TCPAcceptor) serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		a.conns <- &tcpConn{Conn: c, r: codec.NewPacketReader(c, a.opts.pool, a.opts.maxBody), maxBody: a.opts.maxBody}
+		if a.opts.proxy != nil {
+			// The PROXY header is read on a goroutine of its own: a peer
+			// slow to send it holds up no one else.
+			go a.handOver(c)
+			continue
+		}
+		a.conns <- a.newConn(c, c)
 	}
+}
+
+// handOver reads c's PROXY header, then hands c over, unless the acceptor
+// stops first.
+func (a *TCPAcceptor) handOver(c net.Conn) {
+	w := readProxyHeader(c)
+	select {
+	case a.conns <- a.newConn(c, w):
+	case <-a.done:
+		_ = c.Close()
+	}
+}
+
+// newConn wraps c; batches are written to w (c or the socket under it).
+func (a *TCPAcceptor) newConn(c, w net.Conn) *tcpConn {
+	return &tcpConn{Conn: c, w: w, r: codec.NewPacketReader(c, a.opts.pool, a.opts.maxBody), maxBody: a.opts.maxBody}
 }
 
 // Stop closes the listener.
 func (a *TCPAcceptor) Stop() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !a.stopped {
+		close(a.done)
+	}
 	a.stopped = true
 	if a.ln == nil {
 		return nil
@@ -175,6 +207,7 @@ func (a *TCPAcceptor) Stop() error {
 
 type tcpConn struct {
 	net.Conn
+	w       net.Conn // for WriteBatch: the socket itself when Conn only reads a PROXY header off it
 	r       *codec.PacketReader
 	maxBody int
 }
@@ -204,10 +237,10 @@ func (c *tcpConn) GetNextMessage() ([]byte, error) {
 
 func (c *tcpConn) WriteBatch(pkts [][]byte) error {
 	if len(pkts) == 1 {
-		_, err := c.Conn.Write(pkts[0])
+		_, err := c.w.Write(pkts[0])
 		return err
 	}
 	bufs := net.Buffers(pkts)
-	_, err := bufs.WriteTo(c.Conn)
+	_, err := bufs.WriteTo(c.w)
 	return err
 }

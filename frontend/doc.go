@@ -31,6 +31,19 @@
 // [Frontend.Shutdown] drains: acceptors stop, requests in flight finish,
 // every client gets a Kick packet, then its connection closes.
 //
+// Behind a load balancer, the client's address is the connection's
+// RemoteAddr, so the session, the logs and any wrapper see it:
+// [WithProxyProtocol] reads a PROXY protocol header (v1 or v2) at the start
+// of each connection from a trusted peer (the header of any other peer is
+// read and ignored), and [WithTrustedProxies] takes a WebSocket client's
+// address from the X-Forwarded-For (or, with [WithForwardedHeader],
+// Forwarded) header of a trusted peer's upgrade request, reading it from
+// the right and stopping at the first address that is not a trusted proxy.
+// A malformed header closes that connection only: a PROXY header as bad
+// input, a forwarding header with 400 Bad Request. The [RateLimiter] counts
+// per connection, not per address, so a load balancer's connections never
+// share a budget.
+//
 // The rate limiter lives here rather than in package limiter (which holds the
 // bucket alone) because it wraps this package's Acceptor.
 //
@@ -45,6 +58,9 @@
 //     heartbeat ticker, Shutdown (drain), PushToUsers.
 //   - acceptor.go, ws.go: the TCP and WebSocket acceptors and their
 //     connections ([PlayerConn]).
+//   - proxy.go: client addresses behind a load balancer: the PROXY protocol
+//     ([WithProxyProtocol], with github.com/pires/go-proxyproto) and
+//     forwarding headers ([WithTrustedProxies], [WithForwardedHeader]).
 //   - wrapper.go: acceptor wrappers ([Wrapper]) and the [RateLimiter].
 //   - agent.go: the agent, one per connection: the reader (handshake,
 //     packets, requests in order) and the bounded send queue and its writer.

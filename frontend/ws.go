@@ -3,7 +3,7 @@ package frontend
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +37,8 @@ func WithCheckOrigin(f func(r *http.Request) bool) WSOption {
 // upgrades) with h, for example a page that hosts a web client.
 func WithHTTPHandler(h http.Handler) WSOption { return func(a *WSAcceptor) { a.http = h } }
 
-// WithWSOptions applies the common acceptor options (TLS, max packet size).
+// WithWSOptions applies the common acceptor options (TLS, max packet size,
+// PROXY protocol).
 func WithWSOptions(opts ...AcceptorOption) WSOption {
 	return func(a *WSAcceptor) { a.opts = newAcceptorOptions(opts) }
 }
@@ -49,6 +50,8 @@ type WSAcceptor struct {
 	opts     acceptorOptions
 	upgrader websocket.Upgrader
 	http     http.Handler
+	fwd      *forwarding // WithTrustedProxies
+	err      error       // an invalid option: Listen returns it
 	conns    chan PlayerConn
 	corkBufs sync.Pool // *[]byte: the frames of one batch, written at once
 
@@ -69,18 +72,24 @@ func NewWSAcceptor(addr string, opts ...WSOption) *WSAcceptor {
 	for _, o := range opts {
 		o(a)
 	}
+	if a.fwd != nil {
+		a.err = a.fwd.resolve()
+	}
 	return a
 }
 
-// Listen binds the address.
+// Listen binds the address. It fails on an invalid option.
 func (a *WSAcceptor) Listen() error {
+	if err := cmp.Or(a.err, a.opts.err); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", a.addr)
 	if err != nil {
 		return fmt.Errorf("frontend: websocket listen %s: %w", a.addr, err)
 	}
-	if a.opts.tls != nil {
-		ln = tls.NewListener(ln, a.opts.tls)
-	}
+	// With the PROXY protocol the HTTP server reads each header on the
+	// connection's goroutine, and requests carry the client's address.
+	ln = a.opts.listener(ln)
 	a.mu.Lock()
 	a.ln = ln
 	a.srv = &http.Server{
@@ -145,13 +154,27 @@ func (a *WSAcceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if a.err != nil {
+		// Mounted in another server without Listen, misconfigured.
+		http.Error(w, "websocket acceptor misconfigured", http.StatusInternalServerError)
+		return
+	}
+	var addr net.Addr // nil: the socket's
+	if a.fwd != nil {
+		var err error
+		if addr, err = a.fwd.clientAddr(r); err != nil {
+			w.Header().Set("Connection", "close")
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
 	hw := &hijackCork{ResponseWriter: w, pool: &a.corkBufs}
 	c, err := a.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
 	c.SetReadLimit(int64(a.opts.maxBody) + codec.HeaderLength)
-	a.conns <- &wsConn{ws: c, maxBody: a.opts.maxBody, cork: hw.conn}
+	a.conns <- &wsConn{ws: c, maxBody: a.opts.maxBody, cork: hw.conn, addr: addr}
 }
 
 // hijackCork hands the WebSocket library a connection that can hold its
@@ -249,6 +272,7 @@ func (c *corkConn) uncork() error {
 type wsConn struct {
 	ws      *websocket.Conn
 	cork    *corkConn // the connection under ws
+	addr    net.Addr  // the client's, from a trusted proxy's header; nil: the socket's
 	maxBody int
 	// small holds a frame that fits (most game packets do), buf a larger
 	// one: an idle connection holds no grown buffer.
@@ -358,9 +382,14 @@ func (c *wsConn) WriteBatch(pkts [][]byte) error {
 	return err
 }
 
-func (c *wsConn) Close() error                       { return c.ws.Close() }
-func (c *wsConn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
-func (c *wsConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
+func (c *wsConn) Close() error        { return c.ws.Close() }
+func (c *wsConn) LocalAddr() net.Addr { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr {
+	if c.addr != nil {
+		return c.addr
+	}
+	return c.ws.RemoteAddr()
+}
 func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
 func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 func (c *wsConn) SetDeadline(t time.Time) error {

@@ -63,6 +63,7 @@
 //	<ns>_acceptor_refused_connections   counter    -                           AddRefusedConnections   RefusedConnections
 //	<ns>_service_discovery_count_servers    gauge      type                        SetServerCount          CountServers
 //	<ns>_rpc_server_dropped_messages        gauge      -                           IncDroppedMessages      DroppedMessages
+//	<ns>_traffic_dropped_records            gauge      -                           Gauge                   TrafficDropped
 //	<ns>_channel_channel_capacity           gauge      channel                     SetChannelCapacity      ChannelCapacity
 //	<ns>_sys_goroutines                     gauge      -                           StartSysMetrics         Goroutines
 //	<ns>_sys_heapsize                       gauge      -                           StartSysMetrics         HeapSize

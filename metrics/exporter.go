@@ -30,12 +30,13 @@ type Exporter struct {
 	mu      sync.Mutex
 	runtime bool // the go_* and process_* collectors are registered
 	hooks   map[*scrapeHook]struct{}
+	checks  map[any]readyCheck // /readyz, by owner (see health.go)
 }
 
 // NewExporter returns an Exporter with an empty registry of its own (never
 // the global default one).
 func NewExporter() *Exporter {
-	return &Exporter{reg: prometheus.NewRegistry(), hooks: make(map[*scrapeHook]struct{})}
+	return &Exporter{reg: prometheus.NewRegistry(), hooks: make(map[*scrapeHook]struct{}), checks: make(map[any]readyCheck)}
 }
 
 // Registry is the Exporter's registry; more collectors may be registered
@@ -157,8 +158,9 @@ func (e *Exporter) Handler() http.Handler {
 }
 
 // Serve listens on addr ("host:port"; port 0 picks a free one) and serves
-// Handler at /metrics until ctx ends, then shuts the server down. It returns
-// the address it listens on.
+// Handler at /metrics, HealthHandler at /healthz and ReadyHandler at
+// /readyz until ctx ends, then shuts the server down. It returns the
+// address it listens on.
 func (e *Exporter) Serve(ctx context.Context, addr string) (net.Addr, error) {
 	return e.serve(ctx, addr, nil)
 }
@@ -171,6 +173,8 @@ func (e *Exporter) serve(ctx context.Context, addr string, onError func(string, 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", e.Handler())
+	mux.Handle("/healthz", e.HealthHandler())
+	mux.Handle("/readyz", e.ReadyHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {

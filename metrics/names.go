@@ -45,6 +45,10 @@ const (
 	// DroppedMessages is a gauge (Pitaya's type) holding the running total
 	// of RPC messages dropped by the RPC server.
 	DroppedMessages = "rpc_server_dropped_messages"
+	// TrafficDropped is a gauge holding the running total of traffic
+	// records the recorder dropped (the TRAFFIC stream could not take
+	// them): the traffic log is at most once, never silently.
+	TrafficDropped = "traffic_dropped_records"
 	// ChannelCapacity is a gauge of the free slots of an internal channel.
 	// Labels: channel.
 	ChannelCapacity = "channel_channel_capacity"

@@ -247,6 +247,7 @@ func NewSet(cfg Config, reporters ...Reporter) (*Set, error) {
 	s.queue = s.builtinGauge(WorkerQueueSize, "the current queue size", []string{"queue"})
 	s.connected = s.builtinGauge(ConnectedClients, "the number of clients connected right now", nil).WithLabelValues()
 	s.dropped = s.builtinGauge(DroppedMessages, "the number of rpc server dropped messages (messages that are not handled)", nil).WithLabelValues()
+	s.builtinGauge(TrafficDropped, "the number of traffic records dropped by the recorder (running total)", nil)
 	s.goroutines = s.builtinGauge(Goroutines, "the current number of goroutines", nil).WithLabelValues()
 	s.heapSize = s.builtinGauge(HeapSize, "the current heap size", nil).WithLabelValues()
 	s.heapObjects = s.builtinGauge(HeapObjects, "the current number of allocated heap objects", nil).WithLabelValues()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nopal-dev/nopal/propagate"
 	"github.com/nopal-dev/nopal/stream"
 	"github.com/oklog/ulid/v2"
 )
@@ -179,6 +180,12 @@ func (s *store) publish(ctx context.Context, r *record, id string) (*jetstream.P
 	m := nats.NewMsg(s.jobSubject(r))
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	m.Header.Set(HeaderRoute, r.Route)
+	// The enqueuer's propagated values, for the job's context.
+	if b, err := propagate.Header(ctx); b != "" {
+		m.Header.Set(stream.BaggageHeader, b)
+	} else if err != nil {
+		s.log.Warn("reliable: propagated values not sent", "jid", r.JID, "err", err)
+	}
 	if r.Revision != 0 {
 		m.Header.Set(headerRevision, strconv.FormatUint(r.Revision, 10))
 		m.Data = encode(r)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nopal-dev/nopal/propagate"
 	"github.com/nopal-dev/nopal/stream"
 )
 
@@ -668,6 +669,13 @@ func (w *Worker) run(msg jetstream.Msg, r *record, rev uint64) {
 	w.running.Add(1)
 	defer w.running.Add(-1)
 	ctx := w.hardCtx
+	// The enqueuer's propagated values (package propagate).
+	if b := msg.Headers().Get(stream.BaggageHeader); b != "" {
+		var err error
+		if ctx, err = propagate.FromHeader(ctx, b); err != nil {
+			w.log.Warn("reliable: propagated values dropped", "jid", r.JID, "err", err)
+		}
+	}
 	if !r.Deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, r.Deadline)

@@ -32,6 +32,12 @@ const (
 	// JobRevisionHeader is, on a job message, the KV revision of the copy
 	// of the job's record that the message carries.
 	JobRevisionHeader = "Nopal-Job-Revision"
+
+	// BaggageHeader is the W3C baggage (https://www.w3.org/TR/baggage/)
+	// of a call (a forwarded request, an RPC) or of a job message: the
+	// caller's propagated values (package propagate). It is sent only when
+	// there are some; OpenTelemetry's baggage propagator reads it too.
+	BaggageHeader = "baggage"
 )
 
 // HeaderCarrier carries a trace context in NATS headers: it is an

@@ -19,7 +19,7 @@ func TestHelpExitsZero(t *testing.T) {
 		{"-h"}, {"help"}, {"--help"},
 		{"serve", "-h"}, {"serve", "--help"},
 		{"client", "-h"}, {"client", "--help"},
-		{"servers", "-h"}, {"replay", "-h"}, {"nats", "-h"},
+		{"servers", "-h"}, {"replay", "-h"}, {"nats", "-h"}, {"routes", "-h"}, {"presence", "-h"}, {"console", "-h"},
 		{"jobs", "-h"}, {"jobs", "--help"}, {"jobs", "enqueue", "-h"}, {"jobs", "list", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

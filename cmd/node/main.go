@@ -37,6 +37,10 @@ commands:
   jobs     reliable RPC jobs: enqueue, get, wait, list, retry, cancel
   nats     a NATS server with JetStream alone, for servers in processes of
            their own (stopping any of them leaves the bus up)
+  console  the web console of a cluster: servers, users, groups, jobs,
+           live traffic (http://127.0.0.1:3280)
+  routes   the routes of a cluster's servers (or of the examples), with their types
+  presence the users online in a cluster (-follow for who comes and goes)
 
 run 'node <command> -h' for the flags of a command`
 
@@ -58,6 +62,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return jobs(ctx, args[1:], stdout, stderr)
 	case "nats":
 		return natsServer(ctx, args[1:], stderr)
+	case "console":
+		return consoleCmd(ctx, args[1:], stdout, stderr)
+	case "routes":
+		return routesCmd(ctx, args[1:], stdout, stderr)
+	case "presence":
+		return presenceCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

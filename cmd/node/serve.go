@@ -83,6 +83,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	statsdAddr := fs.String("statsd", "", "send metrics to this Statsd agent (host:port)")
 	tracing := fs.Bool("tracing", false, "export OpenTelemetry traces over OTLP, configured by OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a stop (SIGINT, SIGTERM) may take: draining clients, then leaving the cluster; a second signal stops at once")
+	consoleAddr := fs.String("console-addr", "", "serve the web console here too, e.g. 127.0.0.1:3280 (a non-loopback address needs -console-token)")
+	consoleToken := fs.String("console-token", os.Getenv("NOPAL_CONSOLE_TOKEN"), "the console's token: for kicks, retries and cancels, and for every request off loopback (default $NOPAL_CONSOLE_TOKEN; empty: a random one, logged in the console's URL)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -146,6 +148,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	if len(kinds) == 1 && kinds[0] == "chat" {
+		if *consoleAddr != "" {
+			return errors.New("-console-addr needs a cluster (not -type chat)")
+		}
 		cfg := base
 		cfg.ServerType = chat.ServerType
 		cfg.Metrics = metricsFor(0)
@@ -201,7 +206,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		apps = append(apps, app)
 	}
-	p := &process{log: log, apps: apps, shutdownTimeout: *shutdownTimeout}
+	p := &process{log: log, apps: apps, shutdownTimeout: *shutdownTimeout, consoleAddr: *consoleAddr, consoleToken: *consoleToken}
 	if bus.url == "" {
 		// No -nats: this process runs the embedded NATS server, and its
 		// servers connect to it in-process. It is the process's own, not
@@ -240,6 +245,8 @@ type process struct {
 	nats            *stream.Config // the embedded server to start, or nil
 	apps            []*nopal.App
 	shutdownTimeout time.Duration
+	consoleAddr     string // serve the web console there ("": not)
+	consoleToken    string
 }
 
 // run starts the embedded NATS server, if any, and the apps in order,
@@ -294,6 +301,11 @@ func (p *process) run(ctx context.Context) error {
 			return errors.Join(err, shutdown())
 		}
 		started = append(started, app)
+	}
+	if p.consoleAddr != "" {
+		if err := serveConsole(ctx, started[0].Bus(), p.consoleAddr, p.consoleToken, p.log); err != nil {
+			return errors.Join(err, shutdown())
+		}
 	}
 	// Said once the servers are up: whoever reads it finds them there.
 	if nats != nil && nats.ClientURL() != "" {

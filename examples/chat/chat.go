@@ -9,11 +9,13 @@ import (
 	"html"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/nopal-dev/nopal"
 	"github.com/nopal-dev/nopal/backend"
 	"github.com/nopal-dev/nopal/groups"
 	"github.com/nopal-dev/nopal/session"
+	"github.com/nopal-dev/nopal/timers"
 )
 
 // ServerType is the chat server's type.
@@ -70,12 +72,34 @@ type Room struct {
 	groups groups.Service
 }
 
-// Setup registers the room on app and creates its group.
+// MemberCountInterval is how often the room logs its member count, as
+// Pitaya's chat demo does.
+const MemberCountInterval = time.Minute
+
+// Setup registers the room on app, creates its group and starts the
+// member-count timer (stopped when the app shuts down).
 func Setup(ctx context.Context, app *nopal.App) error {
 	if err := app.Groups().Create(ctx, GroupName); err != nil && !errors.Is(err, groups.ErrGroupAlreadyExists) {
 		return err
 	}
-	return app.Register(&Room{groups: app.Groups()}, backend.WithName("room"))
+	r := &Room{groups: app.Groups()}
+	if err := app.Register(r, backend.WithName("room")); err != nil {
+		return err
+	}
+	StartMemberCount(app, MemberCountInterval, func() groups.Service { return r.groups })
+	return nil
+}
+
+// StartMemberCount logs the room's member count every interval (Pitaya's
+// chat demo: "UserCount"), until the app shuts down. g gives the group
+// service at each tick.
+func StartMemberCount(app *nopal.App, interval time.Duration, g func() groups.Service) *timers.Timer {
+	return app.NewTimer(interval, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n, err := g().Count(ctx, GroupName)
+		app.Logger().Debug("UserCount", "time", time.Now(), "count", n, "err", err)
+	})
 }
 
 // Join binds the session, tells the joiner who is there and the room who

@@ -11,4 +11,8 @@
 //     {"code":0,"result":"success"};
 //   - notify room.message {"name":…,"content":…}: broadcast to the room as
 //     push onMessage.
+//
+// As in Pitaya's demo, the room logs its member count every minute
+// (MemberCountInterval, message "UserCount" at debug level) with an app
+// timer, stopped when the app shuts down.
 package chat

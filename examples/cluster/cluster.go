@@ -42,11 +42,18 @@ type Left struct {
 // Users of a frontend that dies leave the room too: once the resume grace
 // has passed, another frontend ends their sessions, and the connector's
 // OnSessionClose hook (SetupConnector) tells the room.
+//
+// Each room server logs the room's member count every
+// chat.MemberCountInterval, as Pitaya's chat demo does.
 func SetupRoom(app *nopal.App) error {
 	if err := app.Register(&Room{app: app}, backend.WithName("room")); err != nil {
 		return err
 	}
-	return app.RegisterRemote(&Remote{app: app}, backend.WithName("room"))
+	if err := app.RegisterRemote(&Remote{app: app}, backend.WithName("room")); err != nil {
+		return err
+	}
+	chat.StartMemberCount(app, chat.MemberCountInterval, app.Groups)
+	return nil
 }
 
 // SetupConnector makes a connector tell a room server when a bound client
