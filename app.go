@@ -147,7 +147,7 @@ func New(cfg Config) (*App, error) {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
 	if cfg.Cluster != nil {
-		if err := cfg.Cluster.defaults(); err != nil {
+		if err := cfg.Cluster.Validate(); err != nil {
 			return nil, err
 		}
 	}
@@ -399,16 +399,7 @@ func (a *App) onHandled() func(string, codec.MessageType, time.Duration, error) 
 }
 
 func (a *App) startFrontend(ctx context.Context) error {
-	routes := a.registry.Routes()
-	known := make([]string, 0, 2*len(routes))
-	for _, r := range routes {
-		known = append(known, r, a.cfg.ServerType+"."+r)
-	}
-	codes := a.cfg.Dictionary
-	if a.cfg.RouteCompression {
-		codes = mergeCodes(codes, codec.NumberRoutes(routes))
-	}
-	dict, err := codec.NewDictionary(codes, known...)
+	dict, err := codec.ServerDictionary(a.cfg.ServerType, a.registry.Routes(), a.cfg.Dictionary, a.cfg.RouteCompression)
 	if err != nil {
 		return fmt.Errorf("nopal: dictionary: %w", err)
 	}
@@ -472,27 +463,6 @@ func (a *App) handle(ctx context.Context, msg *codec.Message) (out []byte, err e
 		return out, err
 	}
 	return cl.Forward(ctx, r, msg)
-}
-
-// mergeCodes adds generated codes to the given ones, skipping routes and
-// codes the given map already uses.
-func mergeCodes(given, generated map[string]uint16) map[string]uint16 {
-	out := make(map[string]uint16, len(given)+len(generated))
-	used := map[uint16]bool{}
-	for r, c := range given {
-		out[r], used[c] = c, true
-	}
-	next := uint16(1)
-	for _, r := range sortedKeys(generated) {
-		if _, ok := out[r]; ok {
-			continue
-		}
-		for used[next] {
-			next++
-		}
-		out[r], used[next] = next, true
-	}
-	return out
 }
 
 // Shutdown drains the server: acceptors stop, requests in flight finish,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nopal-dev/nopal/cluster"
 	"github.com/nopal-dev/nopal/discovery"
@@ -12,42 +11,10 @@ import (
 	"github.com/nopal-dev/nopal/stream"
 )
 
-// ClusterConfig configures a server in a cluster.
-type ClusterConfig struct {
-	// Bus is how to reach NATS (URL, or an embedded server). Its ServerID
-	// is set to the app's.
-	Bus stream.Config
-	// RequestTimeout bounds a forwarded request or an RPC without a
-	// deadline (default 5 s); past it the client gets PIT-408.
-	RequestTimeout time.Duration
-	// DiscoveryHeartbeat is how often the server announces itself (default
-	// 1 s); it is declared dead 3 heartbeats after its last.
-	DiscoveryHeartbeat time.Duration
-	// Metadata is published with the server in discovery.
-	Metadata map[string]string
-	// Traffic records forwarded requests, replies, pushes and kicks in the
-	// TRAFFIC stream for `node replay`.
-	Traffic bool
-	// Jobs configures reliable RPC (the worker of a server with remotes).
-	Jobs *JobsConfig
-	// TrafficMaxAge and TrafficMaxBytes limit the stream (defaults 24 h,
-	// 1 GiB).
-	TrafficMaxAge   time.Duration
-	TrafficMaxBytes int64
-}
-
-func (c *ClusterConfig) defaults() error {
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 5 * time.Second
-	}
-	if c.DiscoveryHeartbeat == 0 {
-		c.DiscoveryHeartbeat = time.Second
-	}
-	if c.RequestTimeout < 0 || c.DiscoveryHeartbeat < 0 {
-		return errors.New("nopal: negative durations in ClusterConfig")
-	}
-	return nil
-}
+// ClusterConfig configures a server in a cluster: the bus, timeouts,
+// discovery metadata, the traffic log and the job worker (see
+// cluster.Options for each field).
+type ClusterConfig = cluster.Options
 
 // JobsConfig configures reliable RPC on a server (ClusterConfig.Jobs).
 type JobsConfig = cluster.JobsConfig
@@ -68,20 +35,13 @@ const Version = cluster.Version
 
 // startCluster joins the cluster with the app's parts.
 func (a *App) startCluster(ctx context.Context) (*cluster.Runtime, error) {
-	cc := a.cfg.Cluster
-	var jobs cluster.JobsConfig
-	if cc.Jobs != nil {
-		jobs = *cc.Jobs
-	}
 	var obs cluster.Observer
 	if a.obs != nil {
 		obs = a.obs
 	}
 	return cluster.Start(ctx, cluster.Config{
-		ServerID: a.cfg.ServerID, ServerType: a.cfg.ServerType, Frontend: a.IsFrontend(),
-		Bus: cc.Bus, RequestTimeout: cc.RequestTimeout, DiscoveryHeartbeat: cc.DiscoveryHeartbeat,
-		Metadata: cc.Metadata, Traffic: cc.Traffic, TrafficMaxAge: cc.TrafficMaxAge, TrafficMaxBytes: cc.TrafficMaxBytes,
-		Jobs: jobs, Resume: a.cfg.Resume, Serializer: a.cfg.Serializer,
+		Options: *a.cfg.Cluster, ServerID: a.cfg.ServerID, ServerType: a.cfg.ServerType, Frontend: a.IsFrontend(),
+		Resume: a.cfg.Resume, Serializer: a.cfg.Serializer,
 		Handlers: a.registry, Remotes: a.remotes, Pool: a.pool,
 		Router: a.router, Tracer: a.tracer, Observer: obs, Logger: a.log,
 	})

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -69,32 +71,57 @@ type LocalFrontend interface {
 	TokenOf(s *session.Session) (frontend.Token, bool)
 	HandOver(ctx context.Context, t frontend.Token, pushes uint64, to string) (*frontend.Handover, error)
 	Drain(uid, to string) []frontend.MissedPush
+	SessionCounts() (connected, suspended int)
+}
+
+// Metadata keys under which a frontend publishes its session counts in
+// discovery, refreshed with its heartbeats.
+const (
+	MetaConnected = "nopal.connected"
+	MetaSuspended = "nopal.suspended"
+)
+
+// Options is what a user configures of a server in a cluster
+// (nopal.ClusterConfig).
+type Options struct {
+	// Bus is how to reach NATS (URL, or an embedded server). Its ServerID
+	// is set to the server's.
+	Bus stream.Config
+	// RequestTimeout bounds a forwarded request or an RPC without a
+	// deadline (default 5 s); past it the client gets PIT-408.
+	RequestTimeout time.Duration
+	// DiscoveryHeartbeat is how often the server announces itself (default
+	// 1 s); it is declared dead 3 heartbeats after its last.
+	DiscoveryHeartbeat time.Duration
+	// Metadata is published with the server in discovery.
+	Metadata map[string]string
+	// Traffic records forwarded requests, replies, pushes and kicks in the
+	// TRAFFIC stream for `node replay`.
+	Traffic bool
+	// Jobs configures reliable RPC (the worker of a server with remotes).
+	Jobs *JobsConfig
+	// TrafficMaxAge and TrafficMaxBytes limit the stream (defaults 24 h,
+	// 1 GiB).
+	TrafficMaxAge   time.Duration
+	TrafficMaxBytes int64
+}
+
+// Validate reports options that cannot work.
+func (o *Options) Validate() error {
+	if o.RequestTimeout < 0 || o.DiscoveryHeartbeat < 0 {
+		return errors.New("cluster: negative RequestTimeout or DiscoveryHeartbeat")
+	}
+	return nil
 }
 
 // Config is what a Runtime is built from: the server, its bus, and the
 // parts of the process it serves.
 type Config struct {
+	Options
 	ServerID, ServerType string
 	// Frontend: the server holds client connections (set SetFrontend
 	// once the frontend runs).
 	Frontend bool
-	// Bus says how to reach NATS; its ServerID is set to ServerID.
-	Bus stream.Config
-	// RequestTimeout bounds a forwarded request or an RPC without a
-	// deadline (default 5 s).
-	RequestTimeout time.Duration
-	// DiscoveryHeartbeat is how often the server announces itself
-	// (default 1 s).
-	DiscoveryHeartbeat time.Duration
-	// Metadata is published with the server in discovery.
-	Metadata map[string]string
-	// Traffic records forwarded requests, replies, pushes and kicks in
-	// the TRAFFIC stream, limited by TrafficMaxAge and TrafficMaxBytes.
-	Traffic         bool
-	TrafficMaxAge   time.Duration
-	TrafficMaxBytes int64
-	// Jobs configures the job worker of a server with remotes.
-	Jobs JobsConfig
 	// Resume is the frontend's resume configuration (defaults resolved
 	// here when left zero).
 	Resume frontend.ResumeConfig
@@ -119,8 +146,9 @@ func (c *Config) defaults() error {
 		return errors.New("cluster: ServerID and ServerType are required")
 	case c.Handlers == nil || c.Remotes == nil || c.Pool == nil:
 		return errors.New("cluster: Handlers, Remotes and Pool are required")
-	case c.RequestTimeout < 0 || c.DiscoveryHeartbeat < 0:
-		return errors.New("cluster: negative RequestTimeout or DiscoveryHeartbeat")
+	}
+	if err := c.Options.Validate(); err != nil {
+		return err
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 5 * time.Second
@@ -229,6 +257,7 @@ func Start(ctx context.Context, cfg Config) (_ *Runtime, err error) {
 			}
 		}
 		c.startJanitor()
+		go c.reportSessions()
 		bindings.NewUniqueSession(c.store, cfg.ServerID, c, c.log).Attach(cfg.Pool)
 		for subject, h := range map[string]nats.MsgHandler{
 			bus.ServerPush(cfg.ServerID):      c.onPush,
@@ -269,6 +298,39 @@ func (c *Runtime) SetFrontend(fe LocalFrontend) {
 		return
 	}
 	c.fe.Store(&localFrontend{fe})
+}
+
+// reportSessions keeps the frontend's session counts in its discovery
+// metadata (MetaConnected, MetaSuspended), carried by the heartbeats: the
+// console shows them.
+func (c *Runtime) reportSessions() {
+	t := time.NewTicker(c.cfg.DiscoveryHeartbeat)
+	defer t.Stop()
+	last := [2]int{-1, -1}
+	for {
+		select {
+		case <-c.life.Done():
+			return
+		case <-t.C:
+		}
+		fe := c.frontend()
+		if fe == nil {
+			continue
+		}
+		conn, susp := fe.SessionCounts()
+		if last == [2]int{conn, susp} {
+			continue
+		}
+		last = [2]int{conn, susp}
+		md := maps.Clone(c.cfg.Metadata)
+		if md == nil {
+			md = map[string]string{}
+		}
+		md[MetaConnected], md[MetaSuspended] = strconv.Itoa(conn), strconv.Itoa(susp)
+		if err := c.disc.UpdateMetadata(md); err != nil {
+			c.log.Debug("discovery metadata", "err", err)
+		}
+	}
 }
 
 // frontend is the process's frontend, or nil.

@@ -16,6 +16,9 @@ func (c *Runtime) startJobs(ctx context.Context) error {
 		return err
 	}
 	jc := c.cfg.Jobs
+	if jc == nil {
+		jc = &JobsConfig{}
+	}
 	if jc.Disabled || len(c.cfg.Remotes.Routes()) == 0 {
 		return nil
 	}

@@ -3,6 +3,7 @@ package codec
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 )
 
@@ -54,6 +55,44 @@ func NumberRoutes(routes []string) map[string]uint16 {
 		if _, ok := out[r]; !ok {
 			out[r] = uint16(len(out) + 1)
 		}
+	}
+	return out
+}
+
+// ServerDictionary is the dictionary of a server of type serverType whose
+// handlers have routes (two-part: "component.method"): the codes given,
+// plus, with number, a code for every route (NumberRoutes) that given does
+// not name, on codes given does not use. Clients may send each route in
+// its two- and three-part form.
+func ServerDictionary(serverType string, routes []string, given map[string]uint16, number bool) (*Dictionary, error) {
+	known := make([]string, 0, 2*len(routes))
+	for _, r := range routes {
+		known = append(known, r, serverType+"."+r)
+	}
+	codes := given
+	if number {
+		codes = mergeCodes(given, NumberRoutes(routes))
+	}
+	return NewDictionary(codes, known...)
+}
+
+// mergeCodes adds generated codes to the given ones, skipping routes and
+// codes the given map already uses.
+func mergeCodes(given, generated map[string]uint16) map[string]uint16 {
+	out := make(map[string]uint16, len(given)+len(generated))
+	used := map[uint16]bool{}
+	for r, c := range given {
+		out[r], used[c] = c, true
+	}
+	next := uint16(1)
+	for _, r := range slices.Sorted(maps.Keys(generated)) {
+		if _, ok := out[r]; ok {
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		out[r], used[next] = next, true
 	}
 	return out
 }

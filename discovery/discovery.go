@@ -336,22 +336,40 @@ func (d *Discovery) Self() Server {
 func (d *Discovery) SetMetadata(ctx context.Context, md map[string]string) error {
 	d.putMu.Lock()
 	defer d.putMu.Unlock()
+	raw, err := d.replaceMetadata(md)
+	if err != nil || !d.running {
+		return err
+	}
+	sent := time.Now()
+	if _, err := d.kv.Put(ctx, d.id, raw); err != nil {
+		return fmt.Errorf("discovery: put %s: %w", d.id, err)
+	}
+	d.lastBeat.Store(sent.UnixNano())
+	return nil
+}
+
+// UpdateMetadata replaces this server's metadata for the next heartbeat to
+// carry, without a put of its own: for values that change often (a
+// frontend's session counts), at no cost beyond the heartbeats. The map is
+// copied.
+func (d *Discovery) UpdateMetadata(md map[string]string) error {
+	d.putMu.Lock()
+	defer d.putMu.Unlock()
+	_, err := d.replaceMetadata(md)
+	return err
+}
+
+// replaceMetadata sets the metadata and the JSON the heartbeats put
+// (putMu held).
+func (d *Discovery) replaceMetadata(md map[string]string) ([]byte, error) {
 	self := d.self
 	self.Metadata = maps.Clone(md)
 	raw, err := json.Marshal(self)
 	if err != nil {
-		return fmt.Errorf("discovery: %w", err)
+		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	d.self, d.selfJSON = self, raw
-	if !d.running {
-		return nil
-	}
-	sent := time.Now()
-	if _, err := d.kv.Put(ctx, self.ID, raw); err != nil {
-		return fmt.Errorf("discovery: put %s: %w", self.ID, err)
-	}
-	d.lastBeat.Store(sent.UnixNano())
-	return nil
+	return raw, nil
 }
 
 // Servers returns every known server, this one included, sorted by ID. The

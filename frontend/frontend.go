@@ -400,6 +400,15 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// SessionCounts returns the connections open now and the sessions
+// suspended while their clients reconnect.
+func (f *Frontend) SessionCounts() (connected, suspended int) {
+	f.mu.Lock()
+	suspended = len(f.suspended)
+	f.mu.Unlock()
+	return int(f.stats.Connected.Load()), suspended
+}
+
 // PushToUsers sends one push to each uid bound on this frontend: v is
 // serialized and encoded once for all. It returns the uids it could not
 // reach (not connected here, or closed). A session suspended while its

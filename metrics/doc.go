@@ -87,7 +87,9 @@
 // heartbeats, and clients disconnected because their send queue filled.
 // An App feeds them from its frontend's counters at every scrape and every
 // sampling tick (MetricsConfig.Interval), adding what they gained since
-// the last sample.
+// the last sample: its Observer (NewObserver) does, from the Sample the
+// App reads, and records the requests and calls the App serves (Handled,
+// Served).
 // Label values that are not valid UTF-8 (a route is chosen by the client)
 // are exported with U+FFFD in place of their bad bytes: Prometheus refuses
 // them.

@@ -102,17 +102,26 @@ function renderServers() {
     const rows = byType[type].map((s) => el('tr', { 'data-server': s.id },
       el('td', {}, el('code', {}, s.id)),
       el('td', {}, s.frontend ? badge('frontend', 'yes') : badge('backend', 'other')),
-      el('td', {}, s.frontend ? String(s.sessions || 0) : '—'),
+      el('td', {}, s.frontend ? sessionsText(s) : '—'),
       el('td', { class: 'age', 'data-beat': s.last_beat }, ''),
       el('td', {}, s.version || ''),
       el('td', {}, s.hostname || ''),
-      el('td', {}, el('div', { class: 'chips' }, Object.entries(s.metadata || {}).sort().map(([k, v]) => el('span', { class: 'chip' }, k + '=' + v)))),
+      el('td', {}, el('div', { class: 'chips' }, Object.entries(s.metadata || {}).filter(([k]) => !k.startsWith('nopal.')).sort().map(([k, v]) => el('span', { class: 'chip' }, k + '=' + v)))),
     ));
     box.append(el('div', { class: 'type-block' },
       el('h3', {}, type + ' (' + byType[type].length + ')'),
       el('table', {}, el('thead', {}, el('tr', {}, ['id', 'role', 'sessions', 'heartbeat', 'version', 'host', 'metadata'].map((h) => el('th', {}, h)))), el('tbody', {}, rows))));
   }
   tickAges();
+}
+
+// sessionsText shows a frontend's connected and suspended sessions (the
+// counts it publishes with its heartbeats) and the uids bound on it.
+function sessionsText(s) {
+  const md = s.metadata || {};
+  const bound = String(s.sessions || 0) + ' bound';
+  if (md['nopal.connected'] === undefined) return bound;
+  return md['nopal.connected'] + ' connected, ' + (md['nopal.suspended'] || '0') + ' suspended, ' + bound;
 }
 
 function tickAges() {
