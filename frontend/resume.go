@@ -368,8 +368,8 @@ func (f *Frontend) TokenOf(s *session.Session) (Token, bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.secret == "" || l.state == linkEnded {
-		return Token{}, false
+	if l.secret == "" || l.state == linkEnded || l.sess == nil {
+		return Token{}, false // no token, ended, or still being adopted
 	}
 	return l.token(), true
 }
@@ -489,11 +489,16 @@ func (a *agent) resumeMoved(ctx context.Context, t Token, pushes uint64) error {
 		number(p, true)
 	}
 	f.register(l)
-	l.sess, err = f.pool.Adopt(ctx, l, h.UID, h.Data, !h.Vetted)
+	s, err := f.pool.Adopt(ctx, l, h.UID, h.Data, !h.Vetted)
 	if err != nil {
 		f.unlink(l)
 		return err
 	}
+	// Set under the link's lock: the session is in the pool already, and a
+	// hook's TokenOf may look at the link meanwhile.
+	l.mu.Lock()
+	l.sess = s
+	l.mu.Unlock()
 	// From here pushes to the uid reach l and are held (state resuming).
 	drained, err := rc.Moved(ctx, t, l.sess)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/propagate"
 	"github.com/nopal-dev/nopal/stream"
 	"github.com/oklog/ulid/v2"
 )
@@ -59,6 +60,10 @@ func NewClient(ctx context.Context, bus *stream.Bus, opts ...ClientOption) (*Cli
 // WithJID(jid), which is always safe. A record left queued with no message
 // (a process killed between Create and publish) is re-published by the next
 // Enqueue of its jid, or by a Worker's sweeper within about a minute.
+//
+// ctx's propagated values (package propagate) are stored in the job's record
+// and reach the context of every attempt, however its message is published
+// (by this Enqueue, a later Enqueue of the jid, a sweeper, or Retry).
 func (c *Client) Enqueue(ctx context.Context, route string, arg any, opts ...Option) (jid string, err error) {
 	if _, err := parseRoute(route); err != nil {
 		return "", err
@@ -93,13 +98,19 @@ func (c *Client) Enqueue(ctx context.Context, route string, arg any, opts ...Opt
 			return "", fmt.Errorf("reliable: encode argument of %s: %w", route, err)
 		}
 	}
+	// The caller's propagated values are stored with the job, so every
+	// publish of its message carries them, whoever makes it.
+	bag, berr := propagate.Header(ctx)
+	if berr != nil {
+		c.s.log.Warn("reliable: propagated values not sent", "jid", jid, "err", berr)
+	}
 	now := time.Now()
 	r := &record{Job: Job{
 		JID: jid, Route: route, Arg: payload, State: Queued,
 		MaxAttempts: o.maxAttempts, Backoff: o.backoff,
 		NotBefore: o.notBefore, Deadline: o.deadline, Target: o.target,
 		Created: now, Updated: now,
-	}}
+	}, Baggage: bag}
 	rev, err := stream.RetryMissing(ctx, c.s.bus, func(ctx context.Context) (uint64, error) {
 		return c.s.kv.Create(ctx, jid, encode(r))
 	})
@@ -305,7 +316,8 @@ func parseCursor(s string) (cursor, error) {
 // Retry runs a dead or failed job again: its attempts start from scratch
 // (the previous history is dropped from the record, and its dead letter
 // removed from JOBS_DLQ), its state becomes queued and its message is
-// re-published from the record. A job whose deadline has passed cannot be
+// re-published from the record, with the propagated values of its Enqueue
+// (not those of Retry's ctx). A job whose deadline has passed cannot be
 // retried (it would fail at once). Any other state returns ErrState.
 func (c *Client) Retry(ctx context.Context, jid string) error {
 	if !validJID(jid) {

@@ -155,6 +155,13 @@ type record struct {
 	Seq uint64 `json:"seq,omitempty"`
 	// Gen counts Retry calls; it makes each re-publish's Nats-Msg-Id new.
 	Gen int `json:"gen,omitempty"`
+	// Baggage is the enqueuer's propagated values, as the W3C baggage
+	// header value propagate.Header made of Enqueue's context ("" = none;
+	// also for records written before the field existed). Every publish
+	// of the job's message (Enqueue's, a re-publish closing a crash
+	// window, Retry's) carries it, whoever publishes, so every attempt
+	// runs with the enqueuer's values.
+	Baggage string `json:"baggage,omitempty"`
 }
 
 // msgID is the Nats-Msg-Id of the record's current publish.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nopal-dev/nopal/propagate"
 	"github.com/nopal-dev/nopal/stream"
 	"github.com/oklog/ulid/v2"
 )
@@ -172,19 +171,19 @@ func encode(r *record) []byte {
 }
 
 // publish sends the record's job message with Nats-Msg-Id id and waits for
-// the stream's ack. The message carries a copy of the record at revision
-// r.Revision: a worker claims the job with a compare-and-set on that
+// the stream's ack. The message carries the record's propagated values
+// (r.Baggage) in its baggage header, not ctx's, and a copy of the record at
+// revision r.Revision: a worker claims the job with a compare-and-set on that
 // revision without reading the record first, and reads it only when the
 // record has changed since (a redelivery, a cancel).
 func (s *store) publish(ctx context.Context, r *record, id string) (*jetstream.PubAck, error) {
 	m := nats.NewMsg(s.jobSubject(r))
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	m.Header.Set(HeaderRoute, r.Route)
-	// The enqueuer's propagated values, for the job's context.
-	if b, err := propagate.Header(ctx); b != "" {
-		m.Header.Set(stream.BaggageHeader, b)
-	} else if err != nil {
-		s.log.Warn("reliable: propagated values not sent", "jid", r.JID, "err", err)
+	// The enqueuer's propagated values, for the job's context: those
+	// stored at Enqueue, not ctx's (a sweeper's or a Retry caller's).
+	if r.Baggage != "" {
+		m.Header.Set(stream.BaggageHeader, r.Baggage)
 	}
 	if r.Revision != 0 {
 		m.Header.Set(headerRevision, strconv.FormatUint(r.Revision, 10))
