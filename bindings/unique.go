@@ -31,6 +31,10 @@ type UniqueSession struct {
 	kicker     Kicker
 	log        *slog.Logger
 	timeout    time.Duration
+	// ownType and typeOf, set by PerType, limit kicks to frontends of this
+	// frontend's type.
+	ownType string
+	typeOf  func(frontendID string) (string, bool)
 
 	locks keyedMutex
 }
@@ -42,6 +46,18 @@ func NewUniqueSession(store *Store, frontendID string, kicker Kicker, log *slog.
 		log = slog.Default()
 	}
 	return &UniqueSession{store: store, frontendID: frontendID, kicker: kicker, log: log, timeout: DefaultTimeout}
+}
+
+// PerType makes the rule Pitaya's: one session per uid per frontend type.
+// A bind kicks the session it replaced only when that session's frontend is
+// of type ownType, as typeOf tells (a frontend typeOf does not know is
+// kicked as before: it is gone, or not yet discovered). The uid's binding
+// names its latest session, whatever its type: pushes reach every session
+// anyway, but presence and the resume of a dead frontend's users see only
+// that one. Call it before Attach.
+func (u *UniqueSession) PerType(ownType string, typeOf func(frontendID string) (string, bool)) *UniqueSession {
+	u.ownType, u.typeOf = ownType, typeOf
+	return u
 }
 
 // Attach registers the module's hooks on pool (before the frontend starts).
@@ -87,6 +103,13 @@ func (u *UniqueSession) afterBind(ctx context.Context, pool *session.Pool, s *se
 	}
 	if prev == nil || *prev == b || prev.FrontendID == u.frontendID {
 		return
+	}
+	if u.typeOf != nil {
+		if t, ok := u.typeOf(prev.FrontendID); ok && t != u.ownType {
+			u.log.Debug("unique session: the session on a frontend of another type stays", "uid", uid,
+				"old_frontend", prev.FrontendID, "old_type", t)
+			return
+		}
 	}
 	u.log.Info("unique session: kicking the session on another frontend", "uid", uid, "session", s.ID(),
 		"old_frontend", prev.FrontendID, "old_session", prev.SessionID)

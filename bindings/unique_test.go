@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,6 +272,50 @@ func TestUniqueSessionStorm(t *testing.T) {
 			}
 			w.fe.pool.Closed(w.s)
 			wantBinding(t, ctx, store, uid, nil, nil)
+		})
+	}
+}
+
+// TestUniqueSessionPerType: with PerType, a bind kicks the session it
+// replaced only on a frontend of the same type; the binding names the
+// latest session either way.
+func TestUniqueSessionPerType(t *testing.T) {
+	store := newStore(t)
+	tests := []struct {
+		name         string
+		type1, type2 string
+		kicks        int32
+	}{
+		{"same type", "connector", "connector", 1},
+		{"other type", "connector", "gate", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			types := map[string]string{"fe-1": tc.type1, "fe-2": tc.type2}
+			typeOf := func(id string) (string, bool) { typ, ok := types[id]; return typ, ok }
+			kicker := poolKicker{}
+			var fes [2]*frontend
+			for i := range fes {
+				f := &frontend{id: fmt.Sprintf("fe-%d", i+1), pool: session.NewPool(slog.New(slog.DiscardHandler))}
+				kicker[f.id] = f.pool
+				bindings.NewUniqueSession(store, f.id, kicker, slog.New(slog.DiscardHandler)).
+					PerType(types[f.id], typeOf).Attach(f.pool)
+				fes[i] = f
+			}
+			uid := "per-type-" + strings.ReplaceAll(tc.name, " ", "-")
+			s1, c1 := fes[0].newSession(false)
+			if err := s1.Bind(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			s2, _ := fes[1].newSession(false)
+			if err := s2.Bind(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			if got := c1.kicks.Load(); got != tc.kicks {
+				t.Errorf("the first session was kicked %d times, want %d", got, tc.kicks)
+			}
+			wantBinding(t, ctx, store, uid, fes[1], s2)
 		})
 	}
 }

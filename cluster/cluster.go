@@ -104,6 +104,11 @@ type Options struct {
 	// 1 GiB).
 	TrafficMaxAge   time.Duration
 	TrafficMaxBytes int64
+	// UniqueSessionPerType makes the unique-session rule Pitaya's: a uid
+	// bound on a frontend kicks its session on frontends of the same type
+	// only (default: on every frontend of the cluster). See
+	// bindings.UniqueSession.PerType for what the binding then names.
+	UniqueSessionPerType bool
 }
 
 // Validate reports options that cannot work.
@@ -258,7 +263,14 @@ func Start(ctx context.Context, cfg Config) (_ *Runtime, err error) {
 		}
 		c.startJanitor()
 		go c.reportSessions()
-		bindings.NewUniqueSession(c.store, cfg.ServerID, c, c.log).Attach(cfg.Pool)
+		us := bindings.NewUniqueSession(c.store, cfg.ServerID, c, c.log)
+		if cfg.UniqueSessionPerType {
+			us.PerType(cfg.ServerType, func(id string) (string, bool) {
+				s, ok := c.disc.ServerByID(id)
+				return s.Type, ok
+			})
+		}
+		us.Attach(cfg.Pool)
 		for subject, h := range map[string]nats.MsgHandler{
 			bus.ServerPush(cfg.ServerID):      c.onPush,
 			bus.ServerKick(cfg.ServerID):      c.onKick,

@@ -207,6 +207,8 @@ func newApp(o options, log *slog.Logger) (*nopal.App, error) {
 		Resume: frontend.ResumeConfig{Off: true},
 		Cluster: &nopal.ClusterConfig{
 			Bus: stream.Config{URL: o.natsURL, Prefix: busPrefix(o.sdPrefix), Logger: log},
+			// Pitaya's rule: one session per uid per frontend type.
+			UniqueSessionPerType: true,
 		},
 		Logger: log,
 	}

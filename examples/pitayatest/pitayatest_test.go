@@ -479,10 +479,29 @@ func TestSameUIDUserShouldBeKicked(t *testing.T) {
 }
 
 // TestSameUIDUserShouldNotBeKickedInDifferentServersFromDiffType is Pitaya's
-// rule that a session is unique per frontend type. Nopal's is per cluster:
-// this test documents the difference (see README.md).
+// rule that a session is unique per frontend type
+// (ClusterConfig.UniqueSessionPerType): a uid bound on connector2 leaves
+// its session on connector1 alone.
 func TestSameUIDUserShouldNotBeKickedInDifferentServersFromDiffType(t *testing.T) {
-	t.Skip("Nopal's unique-session rule holds across frontend types: a uid bound on connector2 kicks its session on connector1 (README.md, \"What differs\")")
+	prefix := sdPrefix()
+	fe1 := startServer(t, spec{svType: "connector", frontend: true, prefix: prefix})
+	fe2 := startServer(t, spec{svType: "connector2", frontend: true, prefix: prefix})
+	c1, c2 := dial(t, fe1), dial(t, fe2)
+	uid := newUID()
+	if got := answer(t, c1, "connector.testsvc.testbindid", []byte(uid)); got != "ack" {
+		t.Fatalf("bind on connector: %s", got)
+	}
+	answer(t, c2, "connector2.testsvc.testbindid", []byte(uid))
+	// A kick would be sent at the second bind: a request made after it on
+	// the first session is answered only if that session is still there.
+	if got := answer(t, c1, "connector.testsvc.testrequestonlysessionreturnsptr", nil); strings.Contains(got, "PIT-") {
+		t.Fatalf("connector's session after the bind on connector2: %s", got)
+	}
+	for i, c := range []*client.Client{c1, c2} {
+		if err := c.Err(); err != nil {
+			t.Errorf("session %d ended: %v", i+1, err)
+		}
+	}
 }
 
 func TestPushToUsers(t *testing.T) {
