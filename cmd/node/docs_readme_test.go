@@ -134,3 +134,65 @@ func shellWords(t *testing.T, line string) []string {
 	}
 	return out
 }
+
+// readmeNodeRe finds a `node` command: however it is run (go run
+// ./cmd/node, a built binary, node), its command and the rest of the line.
+var readmeNodeRe = regexp.MustCompile("^(?:[A-Z_]+=\\S+ )*(?:go run \\./cmd/node|/tmp/node|node) ([a-z]+)([^#&]*)")
+
+// readmeInlineRe finds an inline `node …` or `go run ./cmd/node …` command.
+var readmeInlineRe = regexp.MustCompile("`((?:go run \\./cmd/node|node) [a-z]+[^`]*)`")
+
+// Every `node` command line of the README (its shell blocks, and inline
+// commands in its text) names a command the binary has, with flags that
+// command has: a renamed flag or command cannot leave the README behind.
+// (The tour and the production commands also run, in the tests above and
+// in docs_security_test.go.)
+func TestReadmeCommandsExist(t *testing.T) {
+	bin := nodeBinary(t)
+	helps := map[string]string{}
+	help := func(args ...string) string {
+		t.Helper()
+		key := strings.Join(args, " ")
+		if h, ok := helps[key]; ok {
+			return h
+		}
+		out, err := exec.Command(bin, append(args, "-h")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("node %s -h: %v\n%s", key, err, out)
+		}
+		helps[key] = string(out)
+		return helps[key]
+	}
+	readme := readDoc(t, "README.md")
+	var lines []string
+	for _, block := range codeBlocks(readme, "sh") {
+		for l := range strings.Lines(block) {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	for _, m := range readmeInlineRe.FindAllStringSubmatch(readme, -1) {
+		lines = append(lines, m[1])
+	}
+	flagRe := regexp.MustCompile(`(?:^|\s)(-[a-z][a-z-]*)`)
+	seen := 0
+	for _, line := range lines {
+		m := readmeNodeRe.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		args, rest := []string{m[1]}, m[2]
+		if f := strings.Fields(rest); m[1] == "jobs" && len(f) > 0 && !strings.HasPrefix(f[0], "-") {
+			args = append(args, f[0])
+		}
+		h := help(args...)
+		for _, f := range flagRe.FindAllStringSubmatch(rest, -1) {
+			if !strings.Contains(h, "  "+f[1]+" ") && !strings.Contains(h, "  "+f[1]+"\n") {
+				t.Errorf("README: node %s: no flag %s in: %s", strings.Join(args, " "), f[1], line)
+			}
+		}
+		seen++
+	}
+	if seen < 20 {
+		t.Fatalf("found %d node command lines in the README; the pattern is off", seen)
+	}
+}
