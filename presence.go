@@ -38,6 +38,9 @@ func (a *App) presenceNow() (Presence, error) {
 	if a.cfg.Cluster == nil {
 		return a.presence.local, nil
 	} else if rt := a.cluster(); rt != nil {
+		if p := rt.Presence(); p != nil {
+			return p, nil // the runtime's own watch, which routes pushes
+		}
 		return a.presence.cluster.For(rt.Bus(), a.log), nil
 	}
 	return nil, errNoCluster("Presence")

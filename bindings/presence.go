@@ -159,6 +159,21 @@ func (h *hub) replace(fresh map[string]Binding) {
 	}
 }
 
+func (h *hub) route(uids []string) (map[string][]string, []string) {
+	by := map[string][]string{}
+	var unknown []string
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, uid := range uids {
+		if b, ok := h.users[uid]; ok {
+			by[b.FrontendID] = append(by[b.FrontendID], uid)
+		} else {
+			unknown = append(unknown, uid)
+		}
+	}
+	return by, unknown
+}
+
 func (h *hub) online(uid string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

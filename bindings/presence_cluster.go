@@ -109,6 +109,18 @@ func (p *ClusterPresence) Watch(ctx context.Context) (<-chan PresenceEvent, erro
 	return p.hub.watch(ctx), nil
 }
 
+// Route splits uids by the frontend their binding names, under one lock and
+// without waiting: before the bucket is loaded every uid is unknown. It is
+// what a sender uses to push straight to the frontend holding each uid.
+func (p *ClusterPresence) Route(uids []string) (byFrontend map[string][]string, unknown []string) {
+	select {
+	case <-p.ready:
+	default:
+		return nil, uids
+	}
+	return p.hub.route(uids)
+}
+
 func (p *ClusterPresence) stopped() bool {
 	return p.ctx.Err() != nil || p.bus.Closing()
 }

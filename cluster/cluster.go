@@ -185,18 +185,23 @@ func (c *Config) defaults() error {
 // that died, and runs the job worker. It is built from the bus and the
 // parts of the process it is given, and knows no App.
 type Runtime struct {
-	cfg     Config
-	log     *slog.Logger
-	bus     *stream.Bus
-	disc    *discovery.Discovery
-	store   *bindings.Store
-	groups  *groups.Cluster
-	rec     *stream.Recorder
-	jobs    *reliable.Client
-	worker  *reliable.Worker
-	subs    []*nats.Subscription
-	calls   *callPool
-	resume  *resumer // frontends with resume on
+	cfg    Config
+	log    *slog.Logger
+	bus    *stream.Bus
+	disc   *discovery.Discovery
+	store  *bindings.Store
+	groups *groups.Cluster
+	rec    *stream.Recorder
+	jobs   *reliable.Client
+	worker *reliable.Worker
+	subs   []*nats.Subscription
+	calls  *callPool
+	resume *resumer // frontends with resume on
+	// route is the bindings, followed by a KV watch: pushes and kicks go
+	// straight to the frontend holding each uid (nil: to every frontend,
+	// as with UniqueSessionPerType, where a binding names one session of
+	// several).
+	route   *bindings.ClusterPresence
 	fe      atomic.Pointer[localFrontend]
 	deaths  deaths
 	janitor janitor
@@ -255,6 +260,9 @@ func Start(ctx context.Context, cfg Config) (_ *Runtime, err error) {
 		return nil, err
 	}
 	c.watchDeaths()
+	if !cfg.UniqueSessionPerType {
+		c.route = bindings.NewClusterPresence(bus, c.log)
+	}
 	if cfg.Frontend {
 		if !cfg.Resume.Off {
 			if err := c.startResume(ctx); err != nil {
@@ -427,6 +435,9 @@ func (c *Runtime) Stop(ctx context.Context) {
 	if c.rec != nil {
 		_ = c.rec.Close(ctx)
 	}
+	if c.route != nil {
+		c.route.Stop()
+	}
 	c.bus.Close()
 }
 
@@ -441,6 +452,10 @@ func (c *Runtime) Groups() *groups.Cluster { return c.groups }
 
 // Jobs is the reliable-RPC client.
 func (c *Runtime) Jobs() *reliable.Client { return c.jobs }
+
+// Presence is the bindings as the runtime follows them to route pushes
+// (nil with UniqueSessionPerType).
+func (c *Runtime) Presence() *bindings.ClusterPresence { return c.route }
 
 // Worker is the job worker (nil when the server runs no jobs).
 func (c *Runtime) Worker() *reliable.Worker { return c.worker }

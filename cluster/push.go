@@ -50,48 +50,51 @@ func (c *Runtime) fanOut(ctx context.Context, kind, frontendType string, uids []
 			targets = append(targets, s)
 		}
 	}
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return uids, err
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		defer cancel()
 	}
-	delivered := make(map[string]bool, len(uids))
-	gone := map[string]bool{} // frontends that did not answer: dead
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var firstErr error
-	for _, t := range targets {
-		wg.Go(func() {
-			failed, err := c.deliver(ctx, t.ID, kind, m, data)
-			mu.Lock()
-			defer mu.Unlock()
-			if errors.Is(err, nats.ErrNoResponders) {
-				gone[t.ID] = true
-				return // a frontend gone (dead, not yet expired): it holds nobody
+	st := &fanState{delivered: make(map[string]bool, len(uids)), gone: map[string]bool{}}
+	remaining := uids
+	if c.route != nil && len(targets) > 1 {
+		// Straight to the frontend each uid's binding names; the uids
+		// nobody is known to hold, and those a frontend turned out not to
+		// hold (a binding the cache has not caught up with), go to every
+		// frontend after.
+		isTarget := make(map[string]bool, len(targets))
+		for _, t := range targets {
+			isTarget[t.ID] = true
+		}
+		by, unknown := c.route.Route(uids)
+		direct := make(map[string][]string, len(by))
+		remaining = unknown
+		for fe, us := range by {
+			if isTarget[fe] {
+				direct[fe] = us
+			} else {
+				remaining = append(remaining, us...)
 			}
-			if err != nil {
-				gone[t.ID] = true // or hung: its users' pushes are kept too
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
-			}
-			missed := make(map[string]bool, len(failed))
-			for _, u := range failed {
-				missed[u] = true
-			}
-			for _, u := range uids {
-				if !missed[u] {
-					delivered[u] = true
+		}
+		c.deliverAll(ctx, kind, m, direct, false, st)
+		for _, us := range direct {
+			for _, u := range us {
+				if !st.delivered[u] {
+					remaining = append(remaining, u)
 				}
 			}
-		})
+		}
 	}
-	wg.Wait()
+	if len(remaining) > 0 {
+		all := make(map[string][]string, len(targets))
+		for _, t := range targets {
+			if !st.gone[t.ID] {
+				all[t.ID] = remaining
+			}
+		}
+		c.deliverAll(ctx, kind, withUids(m, remaining), all, true, st)
+	}
+	delivered, gone, firstErr := st.delivered, st.gone, st.firstErr
 	var failed []string
 	for _, u := range uids {
 		if !delivered[u] {
@@ -114,6 +117,73 @@ func (c *Runtime) fanOut(ctx context.Context, kind, frontendType string, uids []
 		return failed, fmt.Errorf("cluster: %s: %w", kind, firstErr)
 	}
 	return failed, nil
+}
+
+// fanState is what the deliveries of one fan-out found.
+type fanState struct {
+	mu        sync.Mutex
+	delivered map[string]bool // uids a frontend held
+	gone      map[string]bool // frontends that did not answer: dead, or hung
+	firstErr  error
+}
+
+// deliverAll hands the frontends their push or kick at once and records
+// what they held: to each a message for its own uids, or, shared (a
+// broadcast: m carries the uids of every frontend), m itself, encoded once.
+func (c *Runtime) deliverAll(ctx context.Context, kind string, m proto.Message, uidsOf map[string][]string, shared bool, st *fanState) {
+	var sharedData []byte
+	var sharedErr error
+	if shared {
+		sharedData, sharedErr = proto.Marshal(m)
+	}
+	var wg sync.WaitGroup
+	for fe, us := range uidsOf {
+		wg.Go(func() {
+			msg, data, err := m, sharedData, sharedErr
+			if !shared {
+				msg = withUids(m, us)
+				data, err = proto.Marshal(msg)
+			}
+			var failed []string
+			if err == nil {
+				failed, err = c.deliver(ctx, fe, kind, msg, data)
+			}
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if errors.Is(err, nats.ErrNoResponders) {
+				st.gone[fe] = true
+				return // a frontend gone (dead, not yet expired): it holds nobody
+			}
+			if err != nil {
+				st.gone[fe] = true // or hung: its users' pushes are kept too
+				if st.firstErr == nil {
+					st.firstErr = err
+				}
+				return
+			}
+			missed := make(map[string]bool, len(failed))
+			for _, u := range failed {
+				missed[u] = true
+			}
+			for _, u := range us {
+				if !missed[u] {
+					st.delivered[u] = true
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// withUids is m (a push or a kick) for uids only.
+func withUids(m proto.Message, uids []string) proto.Message {
+	switch p := m.(type) {
+	case *stream.Push:
+		return &stream.Push{Uids: uids, Route: p.Route, Payload: p.Payload, Id: p.Id}
+	case *stream.Kick:
+		return &stream.Kick{Uids: uids, SessionId: p.SessionId}
+	}
+	return m
 }
 
 // deliver hands a push or kick to one frontend (this one directly) and
