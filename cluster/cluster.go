@@ -436,7 +436,14 @@ func (c *Runtime) Stop(ctx context.Context) {
 		_ = c.rec.Close(ctx)
 	}
 	if c.route != nil {
-		c.route.Stop()
+		// Its watcher may be waiting on a bus that is gone: not past ctx
+		// (it ends with the bus, closed next, anyway).
+		stopped := make(chan struct{})
+		go func() { c.route.Stop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+		}
 	}
 	c.bus.Close()
 }

@@ -16,8 +16,10 @@ import (
 // ---- pushes and kicks to users anywhere ----
 
 // SendPush pushes v to users wherever they are connected: one bus message
-// per frontend (of frontendType, or every frontend when it is "") carrying
-// the uid list. It returns the uids no frontend held. A session suspended
+// to each frontend (of frontendType, or any when it is "") that the uids'
+// bindings name, carrying its uids; the uids the bindings do not name, or
+// that a frontend did not hold, go to every such frontend after. It
+// returns the uids no frontend held. A session suspended
 // while its client reconnects counts as held. When a user's frontend died,
 // the push is kept in the bus for the user's resume on another frontend
 // (within the resume grace), and the uid is still returned.
