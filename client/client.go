@@ -533,12 +533,26 @@ func (c *Client) wrote(t transport, err error) error {
 			_ = t.close(false)
 			return fmt.Errorf("client: connection lost, resuming: %w", err)
 		}
+		// A server that closes the connection says why first (a Kick,
+		// when it drains): a write racing with that close fails, while
+		// the reason waits to be read. Let the reader deliver it, so the
+		// client ends kicked rather than with the write's broken pipe.
+		grace := time.NewTimer(writeFailGrace)
+		select {
+		case <-c.done:
+		case <-grace.C:
+		}
+		grace.Stop()
 		c.fail(err)
 		return c.closedErr()
 	}
 	c.lastWrite.Store(int64(time.Since(c.epoch)))
 	return nil
 }
+
+// writeFailGrace is how long a failed write waits for the reader to end the
+// client with what the server said before it closed.
+const writeFailGrace = 500 * time.Millisecond
 
 // sendHeartbeat writes a Heartbeat packet. The reader answers every server
 // heartbeat (waiting for the write mutex if it must: a write that blocks on
