@@ -346,10 +346,10 @@ func TestClusterResumeFromTheBus(t *testing.T) {
 		t.Errorf("binding after the resume: %v, %v", bd, err)
 	}
 	// A sender that decided to keep push 2 before the resume stores it now.
-	m := nats.NewMsg(bus.Subject("mbox", "ghost"))
+	m := nats.NewMsg(bus.MailboxSubject(bindings.Key("ghost")))
 	m.Data = []byte(`{"n":2}`)
-	m.Header.Set("Nopal-Route", "onSeq")
-	m.Header.Set("Nopal-Push-Id", "4242")
+	m.Header.Set(stream.RouteHeader, "onSeq")
+	m.Header.Set(stream.PushIDHeader, "4242")
 	if _, err := bus.JetStream().PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}

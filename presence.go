@@ -11,12 +11,10 @@ type Presence = bindings.Presence
 // bindings.PresenceOnline, PresenceOffline or PresenceMoved.
 type PresenceEvent = bindings.PresenceEvent
 
-// presenceState is the App's presence: a standalone server's, fed by the
-// pool's hooks from New, or the cluster's, a watcher on the bindings
-// bucket started on first use.
+// presenceState is a standalone App's presence, fed by the pool's hooks
+// from New; in a cluster the runtime's bindings watch answers.
 type presenceState struct {
-	local   *bindings.LocalPresence
-	cluster bindings.ClusterPresenceCache
+	local *bindings.LocalPresence
 }
 
 func (a *App) initPresence() {
@@ -38,10 +36,7 @@ func (a *App) presenceNow() (Presence, error) {
 	if a.cfg.Cluster == nil {
 		return a.presence.local, nil
 	} else if rt := a.cluster(); rt != nil {
-		if p := rt.Presence(); p != nil {
-			return p, nil // the runtime's own watch, which routes pushes
-		}
-		return a.presence.cluster.For(rt.Bus(), a.log), nil
+		return rt.Presence(), nil // the runtime's watch, which also routes pushes
 	}
 	return nil, errNoCluster("Presence")
 }

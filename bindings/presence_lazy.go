@@ -2,10 +2,6 @@ package bindings
 
 import (
 	"context"
-	"log/slog"
-	"sync"
-
-	"github.com/nopal-dev/nopal/stream"
 )
 
 // LazyPresence returns a Presence that resolves, at each call, the
@@ -46,24 +42,4 @@ func (get lazyPresence) Watch(ctx context.Context) (<-chan PresenceEvent, error)
 		return nil, err
 	}
 	return p.Watch(ctx)
-}
-
-// ClusterPresenceCache holds one ClusterPresence per bus: For returns the
-// one of the last bus it was given, made on first use. Its zero value is
-// ready; it is safe for concurrent use.
-type ClusterPresenceCache struct {
-	mu  sync.Mutex
-	bus *stream.Bus // the bus cp follows
-	cp  *ClusterPresence
-}
-
-// For returns the ClusterPresence on bus, making it (NewClusterPresence
-// with log) when the cache has none or one on another bus.
-func (c *ClusterPresenceCache) For(bus *stream.Bus, log *slog.Logger) *ClusterPresence {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cp == nil || c.bus != bus {
-		c.bus, c.cp = bus, NewClusterPresence(bus, log)
-	}
-	return c.cp
 }

@@ -197,14 +197,14 @@ type Runtime struct {
 	subs   []*nats.Subscription
 	calls  *callPool
 	resume *resumer // frontends with resume on
-	// route is the bindings, followed by a KV watch: pushes and kicks go
-	// straight to the frontend holding each uid (nil: to every frontend,
-	// as with UniqueSessionPerType, where a binding names one session of
+	// bindings are followed by a KV watch: who is online, and where
+	// pushes and kicks go (straight to the frontend holding each uid,
+	// unless UniqueSessionPerType, where a binding names one session of
 	// several).
-	route   *bindings.ClusterPresence
-	fe      atomic.Pointer[localFrontend]
-	deaths  deaths
-	janitor janitor
+	bindings *bindings.ClusterPresence
+	fe       atomic.Pointer[localFrontend]
+	deaths   deaths
+	janitor  janitor
 	// life ends when Stop gives up waiting: handlers of forwarded calls
 	// still running then see their context cancelled.
 	life    context.Context
@@ -260,9 +260,7 @@ func Start(ctx context.Context, cfg Config) (_ *Runtime, err error) {
 		return nil, err
 	}
 	c.watchDeaths()
-	if !cfg.UniqueSessionPerType {
-		c.route = bindings.NewClusterPresence(bus, c.log)
-	}
+	c.bindings = bindings.NewClusterPresence(bus, c.log)
 	if cfg.Frontend {
 		if !cfg.Resume.Off {
 			if err := c.startResume(ctx); err != nil {
@@ -435,11 +433,11 @@ func (c *Runtime) Stop(ctx context.Context) {
 	if c.rec != nil {
 		_ = c.rec.Close(ctx)
 	}
-	if c.route != nil {
+	if c.bindings != nil {
 		// Its watcher may be waiting on a bus that is gone: not past ctx
 		// (it ends with the bus, closed next, anyway).
 		stopped := make(chan struct{})
-		go func() { c.route.Stop(); close(stopped) }()
+		go func() { c.bindings.Stop(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-ctx.Done():
@@ -460,9 +458,8 @@ func (c *Runtime) Groups() *groups.Cluster { return c.groups }
 // Jobs is the reliable-RPC client.
 func (c *Runtime) Jobs() *reliable.Client { return c.jobs }
 
-// Presence is the bindings as the runtime follows them to route pushes
-// (nil with UniqueSessionPerType).
-func (c *Runtime) Presence() *bindings.ClusterPresence { return c.route }
+// Presence is who is online, from the bindings the runtime follows.
+func (c *Runtime) Presence() *bindings.ClusterPresence { return c.bindings }
 
 // Worker is the job worker (nil when the server runs no jobs).
 func (c *Runtime) Worker() *reliable.Worker { return c.worker }

@@ -59,7 +59,7 @@ func (c *Runtime) fanOut(ctx context.Context, kind, frontendType string, uids []
 	}
 	st := &fanState{delivered: make(map[string]bool, len(uids)), gone: map[string]bool{}}
 	remaining := uids
-	if c.route != nil && len(targets) > 1 {
+	if !c.cfg.UniqueSessionPerType && len(targets) > 1 {
 		// Straight to the frontend each uid's binding names; the uids
 		// nobody is known to hold, and those a frontend turned out not to
 		// hold (a binding the cache has not caught up with), go to every
@@ -68,7 +68,7 @@ func (c *Runtime) fanOut(ctx context.Context, kind, frontendType string, uids []
 		for _, t := range targets {
 			isTarget[t.ID] = true
 		}
-		by, unknown := c.route.Route(uids)
+		by, unknown := c.bindings.Route(uids)
 		direct := make(map[string][]string, len(by))
 		remaining = unknown
 		for fe, us := range by {

@@ -37,23 +37,6 @@ func (b *Bus) subject(tokens ...string) string {
 	return b.prefix + "." + strings.Join(tokens, ".")
 }
 
-// Subject joins tokens under the prefix.
-//
-// Deprecated: use the named subjects (RPCSubject, ServerRPC, JobSubject,
-// MailboxSubject, ...); Subject stays until the cluster runtime has moved
-// to them.
-func (b *Bus) Subject(tokens ...string) string { return b.subject(tokens...) }
-
-// ServerSubject is a subject of one server: kind is "rpc", "push", "kick",
-// "sess", "resume" or "fwd".
-//
-// Deprecated: use the named subjects (ServerRPC, ServerPush, ServerKick,
-// ServerSessionOp, ServerResume, ServerForward); ServerSubject stays until
-// the cluster runtime has moved to them.
-func (b *Bus) ServerSubject(serverID, kind string) string {
-	return b.subject(tokServer, serverID, kind)
-}
-
 func (b *Bus) server(serverID, kind string) string {
 	return b.subject(tokServer, serverID, kind)
 }

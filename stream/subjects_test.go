@@ -34,10 +34,6 @@ func TestSubjects(t *testing.T) {
 		{b.MailboxWildcard(), "game.one.mbox.>"},
 		{b.TrafficSubject("fe-1"), "game.one.traffic.fe-1"},
 		{b.TrafficWildcard(), "game.one.traffic.>"},
-		// The generic builders the cluster runtime still uses agree.
-		{b.Subject("mbox", "u1"), b.MailboxSubject("u1")},
-		{b.ServerSubject("fe-2", "push"), b.ServerPush("fe-2")},
-		{b.ServerSubject("fe-2", "resume"), b.ServerResume("fe-2")},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
