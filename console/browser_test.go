@@ -81,7 +81,15 @@ func TestBrowser(t *testing.T) {
 		t.Helper()
 		sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 		defer scancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
+		err := chromedp.Do(sctx, actions...)
+		// The page re-renders a list when its data changes (a heartbeat's
+		// session counts, a job's state): a node found by a wait can be
+		// replaced before the click on it. The action did not happen then;
+		// do the step again.
+		for try := 0; try < 3 && err != nil && strings.Contains(err.Error(), "Could not find node with given id"); try++ {
+			err = chromedp.Do(sctx, actions...)
+		}
+		if err != nil {
 			fail(what, err)
 		}
 	}
