@@ -182,7 +182,7 @@ func NewCluster(ctx context.Context, bus *stream.Bus, p Pusher, opts ...ClusterO
 	}
 	streamName := "KV_" + kv.Bucket()
 	js := bus.JetStream()
-	str, err := js.Stream(ctx, streamName)
+	str, err := bus.KVStream(ctx, kv)
 	if err != nil {
 		return nil, fmt.Errorf("groups: NewCluster: stream %s: %w", streamName, err)
 	}

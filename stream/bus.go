@@ -480,6 +480,27 @@ func (b *Bus) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream
 	return st, err
 }
 
+// KVStream returns the stream under a bucket that KV returned. In a NATS
+// cluster a bucket another node has just created may not be known yet to
+// the server answering stream lookups ("stream not found" for a moment,
+// seen with three nodes starting together): that answer is retried as
+// provision retries, until ctx ends.
+func (b *Bus) KVStream(ctx context.Context, kv jetstream.KeyValue) (jetstream.Stream, error) {
+	name := "KV_" + kv.Bucket()
+	return provision(ctx, "stream "+name, func(ctx context.Context) (jetstream.Stream, error) {
+		st, err := b.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return st, notYetError{err}
+		}
+		return st, err
+	})
+}
+
+// notYetError marks an answer that provision retries whatever it is.
+type notYetError struct{ error }
+
+func (e notYetError) Unwrap() error { return e.error }
+
 // provisionAttempt bounds one attempt of provision, provisionTimeout all
 // of them when the caller's context has no deadline.
 const (
@@ -522,6 +543,9 @@ func provision[T any](ctx context.Context, what string, create func(context.Cont
 
 // notYet reports whether a JetStream API error means "try again later".
 func notYet(err error) bool {
+	if errors.As(err, new(notYetError)) {
+		return true
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) {
 		return true

@@ -379,3 +379,44 @@ func TestCloseStopsReprovisioning(t *testing.T) {
 		t.Fatal("a closed Bus re-provisioned")
 	}
 }
+
+// TestKVStreamWaitsForTheStream: KVStream answers the stream under a
+// bucket, and takes "stream not found" for "not yet" until its context
+// ends (in a NATS cluster, a bucket another node has just created can be
+// unknown for a moment to the server answering the lookup).
+func TestKVStreamWaitsForTheStream(t *testing.T) {
+	b := connect(t, stream.Config{ServerID: "kvstream"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := b.KV(ctx, jetstream.KeyValueConfig{Bucket: "kvs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.KVStream(ctx, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.CachedInfo().Config.Name, "KV_"+kv.Bucket(); got != want {
+		t.Fatalf("stream %q, want %q", got, want)
+	}
+	if err := b.JetStream().DeleteStream(ctx, "KV_"+kv.Bucket()); err != nil {
+		t.Fatal(err)
+	}
+	const wait = 400 * time.Millisecond
+	short, cancelShort := context.WithTimeout(ctx, wait)
+	defer cancelShort()
+	start := time.Now()
+	_, err = b.KVStream(short, kv)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("KVStream of a deleted stream: %v, want ErrStreamNotFound", err)
+	}
+	if el := time.Since(start); el < wait/2 {
+		t.Fatalf("KVStream gave up after %v: it must retry until its context ends (%v)", el, wait)
+	}
+	if _, err := b.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kv.Bucket()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.KVStream(ctx, kv); err != nil {
+		t.Fatalf("KVStream once the bucket is back: %v", err)
+	}
+}
