@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -40,20 +39,32 @@ type LoadResult struct {
 	// process, utime+stime) over the windows / Requests: with the server's,
 	// it tells whether the machine's cores were saturated.
 	ClientCPUUsPerReq float64 `json:"client_cpu_us_per_req"`
+	// ServerCores is the server's CPU time over the windows / their wall
+	// time: how many cores it kept busy. A floor below clientBoundCores
+	// was held back by the load generator, not by the kernel (DESIGN §6).
+	ServerCores float64 `json:"server_cores"`
 }
+
+// clientBoundCores: a floor server that used less of a core than this was
+// waiting on the load generator, and ratios against it read too kind.
+const clientBoundCores = 0.9
+
+// ClientBound reports whether this run (a floor's) was held back by the
+// load generator.
+func (r LoadResult) ClientBound() bool { return r.ServerCores < clientBoundCores }
 
 // maxPerConn bounds the requests one connection makes in a window, on top
 // of the time bound.
 const maxPerConn = 20_000_000
 
-// loader drives one server: its connections stay open across windows and
-// every window's latencies go to the same per-connection slices.
+// loader drives one server with the light generator (light.go): its
+// connections stay open across windows and every window's latencies go to
+// the same per-connection slices.
 type loader struct {
 	ex    *exchange
 	pids  []int // the server processes, for their CPU time
 	total time.Duration
-	conns []*rawConn
-	lats  [][]int64
+	conns []*lightConn
 
 	windows           int
 	seconds           float64
@@ -63,23 +74,29 @@ type loader struct {
 
 // newLoader dials (and, for Nopal, handshakes) n connections to addr.
 // pids are the server's processes, whose CPU time is summed. total is the
-// measured time all windows will add up to, used to size the latency slices
-// once.
+// measured time all windows will add up to.
 func newLoader(addr string, ex *exchange, n int, pids []int, total time.Duration) (*loader, error) {
-	l := &loader{ex: ex, pids: pids, total: total, lats: make([][]int64, n)}
+	l := &loader{ex: ex, pids: pids, total: total}
 	for range n {
 		c, err := dialRaw(addr, nil, 5*time.Second)
 		if err != nil {
 			l.Close()
 			return nil, fmt.Errorf("dial: %w", err)
 		}
-		l.conns = append(l.conns, c)
 		if ex.nopal {
 			if err := c.handshake(5 * time.Second); err != nil {
+				_ = c.Close()
 				l.Close()
 				return nil, err
 			}
 		}
+		lc, err := detach(c)
+		if err != nil {
+			_ = c.Close()
+			l.Close()
+			return nil, err
+		}
+		l.conns = append(l.conns, lc)
 	}
 	return l, nil
 }
@@ -91,25 +108,16 @@ func (l *loader) Close() {
 	}
 }
 
-// window runs one goroutine per connection in a closed loop: warm-up until
-// t0, then each request started in [t0, t0+d) is timed into the
-// connection's own preallocated slice. The server's CPU time and context
-// switches (of every server process) are read at t0 and t0+d.
+// window runs every connection in a closed loop on one thread (light.go):
+// warm-up until t0, then each request started in [t0, t0+d) is timed into
+// its connection's slice. The server's CPU time and context switches (of
+// every server process) and the generator's own CPU time are read at t0
+// and t0+d.
 func (l *loader) window(warmup, d time.Duration) error {
 	t0 := time.Now().Add(warmup)
 	t1 := t0.Add(d)
-	errs := make([]error, len(l.conns))
-	var wg sync.WaitGroup
-	for i, c := range l.conns {
-		// One deadline for the whole window: a hung server fails the run
-		// instead of hanging it, at no per-request cost.
-		_ = c.c.SetDeadline(t1.Add(10 * time.Second))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.lats[i], errs[i] = loadLoop(c, l.ex, l.lats[i], t0, t1, l.total)
-		}()
-	}
+	done := make(chan error, 1)
+	go func() { done <- lightWindow(l.conns, l.ex, t0, t1, maxPerConn) }()
 	time.Sleep(time.Until(t0))
 	u0, s0, err0 := cpuTimesAll(l.pids)
 	cs0, err1 := ctxSwitchesAll(l.pids)
@@ -118,18 +126,11 @@ func (l *loader) window(warmup, d time.Duration) error {
 	u1, s1, err2 := cpuTimesAll(l.pids)
 	cs1, err3 := ctxSwitchesAll(l.pids)
 	cu1, cst1, err5 := cpuTimes(os.Getpid())
-	wg.Wait()
+	if err := <-done; err != nil {
+		return err
+	}
 	if err := errors.Join(err0, err1, err2, err3, err4, err5); err != nil {
 		return fmt.Errorf("server CPU time: %w", err)
-	}
-	var failed []error
-	for i, err := range errs {
-		if err != nil {
-			failed = append(failed, fmt.Errorf("connection %d: %w", i, err))
-		}
-	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d connections failed: %w", len(failed), len(l.conns), errors.Join(failed...))
 	}
 	l.windows++
 	l.seconds += d.Seconds()
@@ -147,15 +148,15 @@ func (l *loader) result() (LoadResult, error) {
 		Windows: l.windows, Seconds: l.seconds,
 	}
 	n := 0
-	for _, v := range l.lats {
-		n += len(v)
+	for _, c := range l.conns {
+		n += len(c.lat)
 	}
 	if n == 0 || l.seconds == 0 {
 		return res, errors.New("no request completed in the measured windows")
 	}
 	all := make([]int64, 0, n)
-	for _, v := range l.lats {
-		all = append(all, v...)
+	for _, c := range l.conns {
+		all = append(all, c.lat...)
 	}
 	slices.Sort(all)
 	var sum float64
@@ -175,37 +176,8 @@ func (l *loader) result() (LoadResult, error) {
 	res.ServerCPUUsPerReq = float64(res.ServerCPUTicks) * 1e6 / clkTck / float64(n)
 	res.ServerCtxSwitchesPerReq = float64(l.ctxsws) / float64(n)
 	res.ClientCPUUsPerReq = float64(l.client) * 1e6 / clkTck / float64(n)
+	res.ServerCores = float64(res.ServerCPUTicks) / clkTck / res.Seconds
 	return res, nil
-}
-
-// loadLoop is one connection's closed loop for one window. lat is the
-// connection's latency slice: on the first window it is allocated from the
-// warm-up rate, large enough for total measured time, so no window grows it.
-func loadLoop(c *rawConn, ex *exchange, lat []int64, t0, t1 time.Time, total time.Duration) ([]int64, error) {
-	start := time.Now()
-	warm := 0
-	for time.Now().Before(t0) && warm < maxPerConn {
-		if err := c.roundTrip(ex); err != nil {
-			return lat, fmt.Errorf("warm-up: %w", err)
-		}
-		warm++
-	}
-	if lat == nil {
-		elapsed := max(time.Since(start), time.Millisecond)
-		want := float64(warm)/elapsed.Seconds()*total.Seconds()*1.5 + 1024
-		lat = make([]int64, 0, int(min(want, maxPerConn)))
-	}
-	for n := 0; n < maxPerConn; n++ {
-		s := time.Now()
-		if !s.Before(t1) {
-			break
-		}
-		if err := c.roundTrip(ex); err != nil {
-			return lat, err
-		}
-		lat = append(lat, int64(time.Since(s)))
-	}
-	return lat, nil
 }
 
 // percentile returns the nearest-rank q-quantile of sorted v.
