@@ -58,9 +58,9 @@ func (c *Runtime) serveCall(m *nats.Msg) {
 		if call.SentUnixNano == 0 {
 			left = time.Until(time.Unix(0, call.DeadlineUnixNano))
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, left)
-		defer cancel()
+		dctx := withDeadline(ctx, started.Add(left))
+		defer dctx.release()
+		ctx = dctx
 	}
 	var out []byte
 	var err error
@@ -137,15 +137,17 @@ func (c *Runtime) request(ctx context.Context, subject, route string, call *stre
 	if !c.bus.Connected() {
 		return nil, codec.NewError(codec.CodeServiceMissing, fmt.Sprintf("nopal: bus unavailable for %s", route), nil)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
-		defer cancel()
+	// The call's time: RequestTimeout, or less if ctx ends sooner. It is
+	// not put on ctx (a context with a deadline per request cost 15 % of
+	// this path in a frontend's profile); Bus.Call takes it as a timeout.
+	now := time.Now()
+	timeout := c.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, dl.Sub(now))
 	}
-	dl, _ := ctx.Deadline()
-	call.DeadlineUnixNano = dl.UnixNano()
+	call.DeadlineUnixNano = now.Add(timeout).UnixNano()
 	call.SourceId = c.cfg.ServerID
-	call.SentUnixNano = time.Now().UnixNano()
+	call.SentUnixNano = now.UnixNano()
 	data, err := proto.Marshal(call)
 	if err != nil {
 		return nil, codec.WrapError(codec.CodeInternal, err)
@@ -171,7 +173,7 @@ func (c *Runtime) request(ctx context.Context, subject, route string, call *stre
 	// A notify waits for the backend's acknowledgement too: the next
 	// message of the session is only sent once it is handled, so a
 	// session's messages run in order on the backends as on a frontend.
-	msg, err := c.bus.Request(ctx, out.Subject, out.Data, out.Header)
+	msg, err := c.bus.Call(ctx, out.Subject, out.Data, out.Header, timeout)
 	if err != nil {
 		return nil, busError(route, err)
 	}

@@ -104,6 +104,7 @@ type Bus struct {
 	kill  context.CancelFunc
 	loops sync.WaitGroup
 	prov  provisioner
+	req   *requests // the request multiplexer (request.go)
 }
 
 // InProcess reports whether the connection is in-process (to an embedded
@@ -229,6 +230,10 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("stream: connect %s: %w", redact(url), err)
 	}
 	b.nc = nc
+	if err := b.startRequests(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		b.Close()

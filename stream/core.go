@@ -19,7 +19,11 @@ import (
 // nats.ErrNoResponders; when ctx ends first it is ctx's error (or
 // nats.ErrTimeout).
 func (b *Bus) Request(ctx context.Context, subject string, data []byte, hdr nats.Header) (*nats.Msg, error) {
-	return b.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data, Header: hdr})
+	timeout := time.Duration(1<<63 - 1)
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	return b.Call(ctx, subject, data, hdr, timeout)
 }
 
 // Publish sends data on subject, with no reply expected (core NATS: at most

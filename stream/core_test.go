@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -232,5 +233,49 @@ func TestJetStreamAndStreamPublish(t *testing.T) {
 	// Nothing holds the subject: the publish fails.
 	if _, err := b.StreamPublish(ctx, nats.NewMsg(b.DLQSubject("mail", "j1"))); err == nil {
 		t.Fatal("publish without a stream succeeded")
+	}
+}
+
+// TestCallTimeoutThenLateReply: a Call whose time is up returns
+// nats.ErrTimeout, and the reply that comes after does not reach the next
+// Call (waiters are pooled).
+func TestCallTimeoutThenLateReply(t *testing.T) {
+	b := connect(t, stream.Config{ServerID: "calls"})
+	release := make(chan struct{})
+	replied := make(chan struct{})
+	sub, err := b.Subscribe(b.ServerRPC("calls"), "", func(m *nats.Msg) {
+		if string(m.Data) == "late" {
+			<-release
+			defer close(replied)
+		}
+		_ = m.Respond(append([]byte("echo "), m.Data...))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := b.Call(ctx, b.ServerRPC("calls"), []byte("late"), nil, 50*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("call past its timeout: %v, want nats.ErrTimeout", err)
+	}
+	close(release)
+	<-replied
+	if err := b.Flush(10 * time.Second); err != nil { // the late reply has come back
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		want := fmt.Sprintf("echo n%d", i)
+		m, err := b.Call(ctx, b.ServerRPC("calls"), []byte(want[len("echo "):]), nil, 10*time.Second)
+		if err != nil || string(m.Data) != want {
+			t.Fatalf("call %d after a late reply: %q, %v; want %q", i, m.Data, err, want)
+		}
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := b.Call(cancelled, b.ServerRPC("calls"), []byte("x"), nil, 10*time.Second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("call on a cancelled context: %v", err)
 	}
 }

@@ -23,7 +23,8 @@
 //	<p>.srv.<id>.sess                    ServerSessionOp        SessionOp (bind, data sync) from a backend to the session's frontend; answered with a Reply
 //	<p>.srv.<id>.resume                  ServerResume           resume hand-over: the frontend a client resumes on asks the old one to take or drain a session (ResumeRequest, ResumeReply)
 //	<p>.srv.<id>.fwd                     ServerForward          Forward: a push or late response the old frontend passes on during a resume
-//	<p>.reply.<id>.<token>               ReplyPrefix            replies to this process's requests (its inbox), one wildcard subscription
+//	<p>.reply.<id>.q.<n>                 ReplyPrefix            replies to this process's requests (Request, Call): one wildcard subscription
+//	<p>.reply.<id>.<nuid>[.<token>]      ReplyPrefix            the inboxes nats.go makes itself (JetStream's API calls, consumers)
 //	<p>.job.<svtype>.<jid>               JobSubject             reliable job for any server of a type (stream JOBS, work queue)
 //	<p>.job.<svtype>.srv.<id>.<jid>      JobTargetSubject       reliable job for one server
 //	<p>.job.<svtype>.*                   JobFilter              the shared consumer of a server type

@@ -79,8 +79,9 @@ func (b *Bus) ServerResume(serverID string) string { return b.server(serverID, k
 func (b *Bus) ServerForward(serverID string) string { return b.server(serverID, kindForward) }
 
 // ReplyPrefix is this process's inbox prefix, <p>.reply.<id>: replies to
-// its requests come on <p>.reply.<id>.<token>, served by one wildcard
-// subscription (NATS's request multiplexing).
+// its requests (Request, Call) come on <p>.reply.<id>.q.<n>, served by one
+// wildcard subscription (request.go); nats.go's own inboxes (JetStream's)
+// are under it too.
 func (b *Bus) ReplyPrefix() string { return b.subject(tokReply, b.id) }
 
 // JobSubject is the subject of a reliable job for any server of svtype (a
