@@ -35,6 +35,9 @@ type LoadResult struct {
 	// (voluntary and involuntary, all threads) over the windows / Requests:
 	// roughly how many times a server thread slept and woke per request.
 	ServerCtxSwitchesPerReq float64 `json:"server_ctx_switches_per_req"`
+	// ServerSyscallsPerReq is the server's read and write system calls
+	// (/proc/PID/io, every process) over the windows / Requests.
+	ServerSyscallsPerReq float64 `json:"server_syscalls_per_req"`
 	// ClientCPUUsPerReq is the load generator's own CPU time (the suite
 	// process, utime+stime) over the windows / Requests: with the server's,
 	// it tells whether the machine's cores were saturated.
@@ -69,6 +72,7 @@ type loader struct {
 	windows           int
 	seconds           float64
 	user, sys, ctxsws int64
+	syscalls          int64
 	client            int64 // the suite's own utime+stime
 }
 
@@ -121,15 +125,17 @@ func (l *loader) window(warmup, d time.Duration) error {
 	time.Sleep(time.Until(t0))
 	u0, s0, err0 := cpuTimesAll(l.pids)
 	cs0, err1 := ctxSwitchesAll(l.pids)
+	sc0, err6 := syscallsAll(l.pids)
 	cu0, cst0, err4 := cpuTimes(os.Getpid())
 	time.Sleep(time.Until(t1))
 	u1, s1, err2 := cpuTimesAll(l.pids)
 	cs1, err3 := ctxSwitchesAll(l.pids)
+	sc1, err7 := syscallsAll(l.pids)
 	cu1, cst1, err5 := cpuTimes(os.Getpid())
 	if err := <-done; err != nil {
 		return err
 	}
-	if err := errors.Join(err0, err1, err2, err3, err4, err5); err != nil {
+	if err := errors.Join(err0, err1, err2, err3, err4, err5, err6, err7); err != nil {
 		return fmt.Errorf("server CPU time: %w", err)
 	}
 	l.windows++
@@ -137,6 +143,7 @@ func (l *loader) window(warmup, d time.Duration) error {
 	l.user += u1 - u0
 	l.sys += s1 - s0
 	l.ctxsws += cs1 - cs0
+	l.syscalls += sc1 - sc0
 	l.client += cu1 + cst1 - cu0 - cst0
 	return nil
 }
@@ -175,6 +182,7 @@ func (l *loader) result() (LoadResult, error) {
 	res.ServerCPUTicks = l.user + l.sys
 	res.ServerCPUUsPerReq = float64(res.ServerCPUTicks) * 1e6 / clkTck / float64(n)
 	res.ServerCtxSwitchesPerReq = float64(l.ctxsws) / float64(n)
+	res.ServerSyscallsPerReq = float64(l.syscalls) / float64(n)
 	res.ClientCPUUsPerReq = float64(l.client) * 1e6 / clkTck / float64(n)
 	res.ServerCores = float64(res.ServerCPUTicks) / clkTck / res.Seconds
 	return res, nil

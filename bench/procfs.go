@@ -91,6 +91,28 @@ func ctxSwitches(pid int) (int64, error) {
 	return total, nil
 }
 
+// syscallsAll sums, over several processes, the read and write system
+// calls they made so far (syscr and syscw of /proc/PID/io: every read,
+// recvmsg, write, sendmsg… of any descriptor). Per request, it says how
+// many hops and flushes a path costs.
+func syscallsAll(pids []int) (int64, error) {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			return 0, err
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "syscr" || k == "syscw") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				total += n
+			}
+		}
+	}
+	return total, nil
+}
+
 // machineBusy returns the CPU time the machine has spent so far, all CPUs
 // together, in clock ticks, from the first line of /proc/stat: busy is
 // user, nice, system, irq and softirq (not idle, I/O wait or steal);

@@ -462,9 +462,9 @@ func (s suiteServers) measureLoad(targets []loadTarget, conns int) ([]LoadResult
 
 // logLoad prints one target's figures to the progress log.
 func (s suiteServers) logLoad(name string, r LoadResult) {
-	fmt.Fprintf(s.log, "  %-20s %8d requests measured in %d windows, %9.0f req/s, p50 %7.1f µs, p99 %7.1f µs, server CPU %5.1f µs/req (user %d sys %d ticks), %.2f ctx switches/req, client CPU %5.1f µs/req\n",
+	fmt.Fprintf(s.log, "  %-20s %8d requests measured in %d windows, %9.0f req/s, p50 %7.1f µs, p99 %7.1f µs, server CPU %5.1f µs/req (user %d sys %d ticks), %.2f ctx switches/req, %.2f read+write syscalls/req, client CPU %5.1f µs/req\n",
 		name, r.Requests, r.Windows, r.ReqPerSec, r.P50Us, r.P99Us,
-		r.ServerCPUUsPerReq, r.ServerUserTicks, r.ServerSysTicks, r.ServerCtxSwitchesPerReq, r.ClientCPUUsPerReq)
+		r.ServerCPUUsPerReq, r.ServerUserTicks, r.ServerSysTicks, r.ServerCtxSwitchesPerReq, r.ServerSyscallsPerReq, r.ClientCPUUsPerReq)
 }
 
 // loadPair runs the floor and Nopal servers side by side and measures them

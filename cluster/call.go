@@ -21,10 +21,6 @@ import (
 
 // ---- calls: client requests forwarded here, and user RPCs ----
 
-func (c *Runtime) onCall(m *nats.Msg) {
-	c.calls.run(func() { c.serveCall(m) })
-}
-
 func (c *Runtime) serveCall(m *nats.Msg) {
 	var call stream.Call
 	if err := proto.Unmarshal(m.Data, &call); err != nil {

@@ -229,7 +229,8 @@ func Start(ctx context.Context, cfg Config) (_ *Runtime, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Runtime{cfg: cfg, log: cfg.Logger, bus: bus, calls: newCallPool(256)}
+	c := &Runtime{cfg: cfg, log: cfg.Logger, bus: bus}
+	c.calls = newCallPool(256, c.serveCall)
 	c.life, c.endLife = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -287,11 +288,15 @@ func Start(ctx context.Context, cfg Config) (_ *Runtime, err error) {
 			}
 		}
 	}
-	if err := c.subscribe(bus.RPCTypeWildcard(cfg.ServerType), cfg.ServerType, c.onCall); err != nil {
-		return nil, err
-	}
-	if err := c.subscribe(bus.ServerRPC(cfg.ServerID), "", c.onCall); err != nil {
-		return nil, err
+	for subject, queue := range map[string]string{
+		bus.RPCTypeWildcard(cfg.ServerType): cfg.ServerType,
+		bus.ServerRPC(cfg.ServerID):         "",
+	} {
+		sub, err := bus.ChanQueueSubscribe(subject, queue, c.calls.msgs)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: subscribe %s: %w", subject, err)
+		}
+		c.subs = append(c.subs, sub)
 	}
 	if err := c.startJobs(ctx); err != nil {
 		return nil, err
@@ -420,13 +425,15 @@ func (c *Runtime) Stop(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
+	// The subscriptions are closed: serve the calls they queued, then let
+	// the workers end, and wait for the other work they run.
+	c.calls.finish(ctx)
 	done := make(chan struct{})
 	go func() { c.calls.wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
-	c.calls.close()
 	if c.resume != nil {
 		c.resume.stop(ctx)
 	}

@@ -54,12 +54,21 @@ func (b *Bus) Subscribe(subject, queue string, h nats.MsgHandler) (*nats.Subscri
 	return sub, nil
 }
 
-// ChanSubscribe sends the messages on subject to ch. A message that finds
-// ch full waits in the subscription's pending buffer (NATS's default
-// limits); past them it is dropped and reported to the bus's error log as
-// a slow consumer.
+// ChanSubscribe sends the messages on subject to ch, from NATS's reader
+// itself (no goroutine of the subscription's own in between). A message
+// that finds ch full is dropped and reported to the bus's error log as a
+// slow consumer: size ch for the worst backlog.
 func (b *Bus) ChanSubscribe(subject string, ch chan *nats.Msg) (*nats.Subscription, error) {
 	return b.nc.ChanSubscribe(subject, ch)
+}
+
+// ChanQueueSubscribe is ChanSubscribe in the queue group queue ("" for
+// none): each message goes to one member of the group.
+func (b *Bus) ChanQueueSubscribe(subject, queue string, ch chan *nats.Msg) (*nats.Subscription, error) {
+	if queue == "" {
+		return b.nc.ChanSubscribe(subject, ch)
+	}
+	return b.nc.ChanQueueSubscribe(subject, queue, ch)
 }
 
 // Flush waits, up to timeout, until the server has processed everything

@@ -279,3 +279,44 @@ func TestCallTimeoutThenLateReply(t *testing.T) {
 		t.Fatalf("call on a cancelled context: %v", err)
 	}
 }
+
+// TestCallsInFlightGetTheirOwnReplies: the requests waiting read the one
+// reply channel together and hand each other's replies on; each must get
+// its own, whatever order the replies come in.
+func TestCallsInFlightGetTheirOwnReplies(t *testing.T) {
+	b := connect(t, stream.Config{ServerID: "many"})
+	sub, err := b.Subscribe(b.RPCTypeWildcard("echo"), "echo", func(m *nats.Msg) {
+		go func() { _ = m.Respond(m.Data) }() // replies out of order
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const callers, calls = 32, 200
+	errs := make(chan error, callers)
+	for i := range callers {
+		go func() {
+			for j := range calls {
+				want := fmt.Sprintf("%d.%d", i, j)
+				m, err := b.Call(context.Background(), b.RPCSubject("echo.e.e"), []byte(want), nil, 10*time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("call %s: %w", want, err)
+					return
+				}
+				if string(m.Data) != want {
+					errs <- fmt.Errorf("call %s got the reply %q", want, m.Data)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

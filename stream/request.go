@@ -18,6 +18,12 @@ import (
 // (a timer, a cancel context registered with its parent, and their
 // teardown). Here a request takes a pooled waiter (its channel and timer
 // live on between requests) and a number for its reply subject.
+//
+// The subscription is a channel one: NATS's reader puts each reply on one
+// channel, and the requests waiting read it themselves, each handing on
+// the replies that are not its own. With one request in flight its reply
+// wakes it directly, one goroutine hand-off where a handler subscription
+// (NATS's reader, the subscription's goroutine, the requester) made two.
 
 // replyToken is the inbox token of the request multiplexer's replies: a
 // token no NATS inbox (<prefix>.<nuid>, <prefix>.<nuid>.<n>) can be.
@@ -28,39 +34,52 @@ type waiter struct {
 	timer *time.Timer
 }
 
+// replyBacklog bounds the replies NATS's reader may queue before one of
+// the waiting requests reads them: past it, NATS drops them (a slow
+// consumer, logged). It is far above the requests one process has in
+// flight.
+const replyBacklog = 1 << 16
+
 // requests is the Bus's request multiplexer.
 type requests struct {
-	prefix string // <p>.reply.<id>.q.
-	mu     sync.Mutex
+	prefix  string         // <p>.reply.<id>.q.
+	replies chan *nats.Msg // every reply, from NATS's reader
+	mu      sync.Mutex
 	next   uint64
 	wait   map[uint64]*waiter
 	pool   sync.Pool // *waiter
 }
 
 func newRequests(replyPrefix string) *requests {
-	return &requests{prefix: replyPrefix + "." + replyToken + ".", wait: map[uint64]*waiter{}}
+	return &requests{prefix: replyPrefix + "." + replyToken + ".", replies: make(chan *nats.Msg, replyBacklog), wait: map[uint64]*waiter{}}
 }
 
 // subject is the wildcard the multiplexer subscribes to.
 func (r *requests) subject() string { return r.prefix + "*" }
 
-// deliver hands a reply to its waiter; a reply nobody waits for any more
-// (its request timed out) is dropped.
-func (r *requests) deliver(m *nats.Msg) {
+// deliver hands a reply to its waiter, unless that is mine (the caller's
+// number): then it reports true and the caller keeps m. A reply nobody
+// waits for any more (its request timed out) is dropped.
+func (r *requests) deliver(m *nats.Msg, mine uint64) bool {
 	if len(m.Subject) <= len(r.prefix) {
-		return
+		return false
 	}
 	n, err := strconv.ParseUint(m.Subject[len(r.prefix):], 10, 64)
 	if err != nil {
-		return
+		return false
 	}
 	r.mu.Lock()
 	w := r.wait[n]
 	delete(r.wait, n)
 	r.mu.Unlock()
-	if w != nil {
-		w.ch <- m
+	if w == nil {
+		return false
 	}
+	if n == mine {
+		return true
+	}
+	w.ch <- m
+	return false
 }
 
 func (r *requests) get() *waiter {
@@ -132,36 +151,37 @@ func (b *Bus) Call(ctx context.Context, subject string, data []byte, hdr nats.He
 		return nil, err
 	}
 	w.timer.Reset(timeout)
-	select {
-	case m := <-w.ch:
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-w.ch:
+		case m = <-b.req.replies:
+			if !b.req.deliver(m, n) {
+				continue
+			}
+		case <-w.timer.C:
+			b.req.release(n, w)
+			if ctxFirst {
+				return nil, context.DeadlineExceeded // as ctx.Err() says now or a moment later
+			}
+			return nil, nats.ErrTimeout
+		case <-ctx.Done():
+			b.req.release(n, w)
+			return nil, ctx.Err()
+		}
 		w.timer.Stop()
 		b.req.pool.Put(w)
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return nil, nats.ErrNoResponders
 		}
 		return m, nil
-	case <-w.timer.C:
-		b.req.release(n, w)
-		if ctxFirst {
-			return nil, context.DeadlineExceeded // as ctx.Err() says now or a moment later
-		}
-		return nil, nats.ErrTimeout
-	case <-ctx.Done():
-		b.req.release(n, w)
-		return nil, ctx.Err()
 	}
 }
 
 // startRequests subscribes the request multiplexer.
 func (b *Bus) startRequests() error {
 	r := newRequests(b.ReplyPrefix())
-	sub, err := b.nc.Subscribe(r.subject(), r.deliver)
-	if err != nil {
-		return fmt.Errorf("stream: reply subscription: %w", err)
-	}
-	// Replies must not be dropped as a slow consumer's: a burst of them is
-	// bounded by the requests in flight.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
+	if _, err := b.nc.ChanSubscribe(r.subject(), r.replies); err != nil {
 		return fmt.Errorf("stream: reply subscription: %w", err)
 	}
 	b.req = r
