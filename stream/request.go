@@ -45,9 +45,9 @@ type requests struct {
 	prefix  string         // <p>.reply.<id>.q.
 	replies chan *nats.Msg // every reply, from NATS's reader
 	mu      sync.Mutex
-	next   uint64
-	wait   map[uint64]*waiter
-	pool   sync.Pool // *waiter
+	next    uint64
+	wait    map[uint64]*waiter
+	pool    sync.Pool // *waiter
 }
 
 func newRequests(replyPrefix string) *requests {
