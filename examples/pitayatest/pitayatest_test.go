@@ -140,6 +140,17 @@ type spec struct {
 // servers.
 func startServer(t *testing.T, sp spec) *server {
 	t.Helper()
+	s, err := tryStartServer(t, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tryStartServer is startServer returning, not failing on, a server that
+// exits before it is ready (say, its metrics port was taken meanwhile).
+func tryStartServer(t *testing.T, sp spec) (*server, error) {
+	t.Helper()
 	args := append([]string{
 		"-type", sp.svType, "-port", "0", fmt.Sprintf("-frontend=%t", sp.frontend),
 		"-sdprefix", sp.prefix, "-grpcport", "0", "-grpc=false", "-debug",
@@ -194,7 +205,7 @@ func startServer(t *testing.T, sp spec) *server {
 	case <-ready:
 	case err := <-exited:
 		exited <- err
-		t.Fatalf("%s exited before it was ready: %v\n%s", s.name, err, s.stderr())
+		return nil, fmt.Errorf("%s exited before it was ready: %w\n%s", s.name, err, s.stderr())
 	case <-time.After(timeout):
 		t.Fatalf("%s not ready within %v\n%s", s.name, timeout, s.stderr())
 	}
@@ -205,7 +216,7 @@ func startServer(t *testing.T, sp spec) *server {
 			t.Fatalf("%s did not log its address\n%s", s.name, s.stderr())
 		}
 	}
-	return s
+	return s, nil
 }
 
 func dial(t *testing.T, s *server, opts ...client.Option) *client.Client {
@@ -591,14 +602,24 @@ func TestPrefixIsolation(t *testing.T) {
 // TestMetrics: PITAYA_METRICS_PROMETHEUS_PORT serves /metrics with Pitaya's
 // names.
 func TestMetrics(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The port is Pitaya's fixed one, picked free here: another test may
+	// take it before the server binds it, then the server is started
+	// again on another.
+	var fe *server
+	var port int
+	for try := 1; fe == nil; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		fe, err = tryStartServer(t, spec{svType: "connector", frontend: true, prefix: sdPrefix(),
+			env: []string{fmt.Sprintf("PITAYA_METRICS_PROMETHEUS_PORT=%d", port)}})
+		if err != nil && (try == 5 || !strings.Contains(err.Error(), "address already in use")) {
+			t.Fatal(err)
+		}
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	fe := startServer(t, spec{svType: "connector", frontend: true, prefix: sdPrefix(),
-		env: []string{fmt.Sprintf("PITAYA_METRICS_PROMETHEUS_PORT=%d", port)}})
 	c := dial(t, fe)
 	answer(t, c, "connector.testsvc.testrequestonlysessionreturnsptr", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
