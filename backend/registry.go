@@ -135,7 +135,7 @@ func (r *Registry) Register(c any, opts ...Option) error {
 	found := map[codec.Route]*handler{}
 	for i := range t.NumMethod() {
 		m := t.Method(i)
-		h, ok := handlerOf(m, v.Method(i))
+		h, ok := handlerOf(m, v, v.Method(i))
 		if !ok {
 			continue
 		}
@@ -172,7 +172,7 @@ func (r *Registry) Register(c any, opts ...Option) error {
 	return nil
 }
 
-func handlerOf(m reflect.Method, fn reflect.Value) (*handler, bool) {
+func handlerOf(m reflect.Method, recv, fn reflect.Value) (*handler, bool) {
 	mt := m.Type // includes the receiver
 	if !m.IsExported() || mt.NumIn() < 2 || mt.NumIn() > 3 || mt.In(1) != typeOfContext {
 		return nil, false
@@ -185,7 +185,9 @@ func handlerOf(m reflect.Method, fn reflect.Value) (*handler, bool) {
 		}
 		h.argType, h.raw = at, at == typeOfBytes
 	}
-	if f, ok := fn.Interface().(func(context.Context, []byte) ([]byte, error)); ok {
+	if f := directRaw(m, recv); f != nil {
+		h.rawFn = f
+	} else if f, ok := fn.Interface().(func(context.Context, []byte) ([]byte, error)); ok {
 		h.rawFn = f
 	}
 	switch mt.NumOut() {

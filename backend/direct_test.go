@@ -1,0 +1,103 @@
+package backend_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/nopal-dev/nopal/backend"
+	"github.com/nopal-dev/nopal/codec"
+)
+
+type rawEcho struct{}
+
+func (rawEcho) Echo(_ context.Context, in []byte) ([]byte, error) { return in, nil }
+
+type rawEchoPtr struct{ n int }
+
+func (r *rawEchoPtr) Echo(_ context.Context, in []byte) ([]byte, error) { return in, nil }
+
+// BenchmarkHandleRaw is the dispatch of a raw handler (bytes in, bytes
+// out), the benchmark server's echo: what a request costs in the registry
+// beyond the handler itself.
+func BenchmarkHandleRaw(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		comp any
+	}{{"value receiver", rawEcho{}}, {"pointer receiver", &rawEchoPtr{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := backend.NewRegistry("bench", codec.JSON{}, slog.New(slog.DiscardHandler))
+			if err := r.Register(tc.comp, backend.WithName("echo")); err != nil {
+				b.Fatal(err)
+			}
+			rt, err := codec.ParseRoute("echo.echo")
+			if err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, 64)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := r.HandleRoute(ctx, rt, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+type tagged struct{ tag string }
+
+// Value method: in *directComp's method set through a wrapper.
+func (t tagged) Tagged(_ context.Context, in []byte) ([]byte, error) {
+	return append([]byte(t.tag+":"), in...), nil
+}
+
+type inner struct{ hits int }
+
+func (i *inner) Hit(_ context.Context, in []byte) ([]byte, error) {
+	i.hits++
+	return append([]byte("hit:"), in...), nil
+}
+
+type directComp struct {
+	tagged // promoted value method
+	*inner // promoted pointer method
+	name   string
+}
+
+func (d *directComp) Own(_ context.Context, in []byte) ([]byte, error) {
+	return append([]byte(d.name+":"), in...), nil
+}
+
+// TestRawHandlersCallTheirComponent: the raw handlers of a component
+// registered as a pointer (its own methods, a value method, methods
+// promoted from embedded fields) run on that very component.
+func TestRawHandlersCallTheirComponent(t *testing.T) {
+	in := &inner{}
+	c := &directComp{tagged: tagged{tag: "t"}, inner: in, name: "own"}
+	r := backend.NewRegistry("sv", codec.JSON{}, slog.New(slog.DiscardHandler))
+	if err := r.Register(c, backend.WithName("c")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ route, want string }{
+		{"c.own", "own:x"},
+		{"c.tagged", "t:x"},
+		{"c.hit", "hit:x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.route, func(t *testing.T) {
+			out, _, err := r.Handle(context.Background(), tt.route, []byte("x"))
+			if err != nil || string(out) != tt.want {
+				t.Fatalf("%s: %q, %v; want %q", tt.route, out, err, tt.want)
+			}
+		})
+	}
+	c.name, c.tag = "renamed", "u" // the registered pointer, not a copy
+	if out, _, _ := r.Handle(context.Background(), "c.own", []byte("y")); string(out) != "renamed:y" {
+		t.Fatalf("after a change to the component: %q", out)
+	}
+	if in.hits != 1 {
+		t.Fatalf("the embedded pointer's method ran on another value: hits %d", in.hits)
+	}
+}
