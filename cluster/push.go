@@ -140,7 +140,7 @@ func (c *Runtime) deliverAll(ctx context.Context, kind string, m proto.Message, 
 	}
 	var wg sync.WaitGroup
 	for fe, us := range uidsOf {
-		wg.Go(func() {
+		one := func() {
 			msg, data, err := m, sharedData, sharedErr
 			if !shared {
 				msg = withUids(m, us)
@@ -172,7 +172,12 @@ func (c *Runtime) deliverAll(ctx context.Context, kind string, m proto.Message, 
 					st.delivered[u] = true
 				}
 			}
-		})
+		}
+		if len(uidsOf) == 1 { // a push to one user: no goroutine to wait for
+			one()
+			continue
+		}
+		wg.Go(one)
 	}
 	wg.Wait()
 }
