@@ -40,3 +40,53 @@ func directRaw(m reflect.Method, recv reflect.Value) rawFunc {
 	p := recv.UnsafePointer()
 	return func(ctx context.Context, in []byte) ([]byte, error) { return call(p, ctx, in) }
 }
+
+// typedFunc is a handler with a pointer argument (or none: nil) and a
+// pointer result (or none), called directly; see directTyped.
+type typedFunc = func(ctx context.Context, arg unsafe.Pointer) (unsafe.Pointer, error)
+
+// directTyped is directRaw for the handlers Pitaya's users write most,
+// func(ctx, *Req) (*Resp, error), and those without an argument or a
+// result: every parameter and result but the context and the error is a
+// pointer, passed as one pointer word. It returns nil for other shapes,
+// which go through reflect.
+func directTyped(m reflect.Method, recv reflect.Value) typedFunc {
+	mt := m.Type
+	if recv.Kind() != reflect.Pointer || mt.In(0) != recv.Type() || mt.NumIn() < 2 || mt.In(1) != typeOfContext {
+		return nil
+	}
+	withArg := mt.NumIn() == 3
+	if withArg && mt.In(2).Kind() != reflect.Pointer || mt.NumIn() > 3 {
+		return nil
+	}
+	withResult := mt.NumOut() == 2
+	if withResult && (mt.Out(0).Kind() != reflect.Pointer || mt.Out(1) != typeOfError) || mt.NumOut() == 1 || mt.NumOut() > 2 {
+		return nil
+	}
+	fn := m.Func.Interface()
+	closure := (*[2]unsafe.Pointer)(unsafe.Pointer(&fn))[1]
+	p := recv.UnsafePointer()
+	switch {
+	case withArg && withResult:
+		var call func(unsafe.Pointer, context.Context, unsafe.Pointer) (unsafe.Pointer, error)
+		*(*unsafe.Pointer)(unsafe.Pointer(&call)) = closure
+		return func(ctx context.Context, a unsafe.Pointer) (unsafe.Pointer, error) { return call(p, ctx, a) }
+	case withResult:
+		var call func(unsafe.Pointer, context.Context) (unsafe.Pointer, error)
+		*(*unsafe.Pointer)(unsafe.Pointer(&call)) = closure
+		return func(ctx context.Context, _ unsafe.Pointer) (unsafe.Pointer, error) { return call(p, ctx) }
+	case withArg:
+		var call func(unsafe.Pointer, context.Context, unsafe.Pointer)
+		*(*unsafe.Pointer)(unsafe.Pointer(&call)) = closure
+		return func(ctx context.Context, a unsafe.Pointer) (unsafe.Pointer, error) { call(p, ctx, a); return nil, nil }
+	default:
+		var call func(unsafe.Pointer, context.Context)
+		*(*unsafe.Pointer)(unsafe.Pointer(&call)) = closure
+		return func(ctx context.Context, _ unsafe.Pointer) (unsafe.Pointer, error) { call(p, ctx); return nil, nil }
+	}
+}
+
+// pointerOf is the pointer an interface holding a pointer type carries.
+func pointerOf(v any) unsafe.Pointer {
+	return (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
+}

@@ -2,6 +2,7 @@ package backend_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 
@@ -99,5 +100,72 @@ func TestRawHandlersCallTheirComponent(t *testing.T) {
 	}
 	if in.hits != 1 {
 		t.Fatalf("the embedded pointer's method ran on another value: hits %d", in.hits)
+	}
+}
+
+type typedReq struct {
+	N int `json:"n"`
+}
+
+type typedResp struct {
+	Sum int `json:"sum"`
+}
+
+type typedComp struct {
+	total    int
+	notified []int
+}
+
+func (c *typedComp) Add(_ context.Context, r *typedReq) (*typedResp, error) {
+	c.total += r.N
+	return &typedResp{Sum: c.total}, nil
+}
+
+func (c *typedComp) Total(context.Context) (*typedResp, error) { return &typedResp{Sum: c.total}, nil }
+
+func (c *typedComp) Nothing(context.Context, *typedReq) (*typedResp, error) { return nil, nil }
+
+func (c *typedComp) Note(_ context.Context, r *typedReq) { c.notified = append(c.notified, r.N) }
+
+func (c *typedComp) Fail(context.Context, *typedReq) (*typedResp, error) {
+	return nil, codec.NewError("PIT-409", "no", nil)
+}
+
+// TestTypedHandlersDirect: handlers with pointer arguments and results
+// (called without reflect) answer as before, on the registered component.
+func TestTypedHandlersDirect(t *testing.T) {
+	c := &typedComp{}
+	r := backend.NewRegistry("sv", codec.JSON{}, slog.New(slog.DiscardHandler))
+	if err := r.Register(c, backend.WithName("t")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		route, in, want string
+		notify          bool
+		code            string
+	}{
+		{route: "t.add", in: `{"n":2}`, want: `{"sum":2}`},
+		{route: "t.add", in: `{"n":3}`, want: `{"sum":5}`},
+		{route: "t.total", want: `{"sum":5}`},
+		{route: "t.nothing", in: `{}`, want: `null`},
+		{route: "t.note", in: `{"n":7}`, notify: true},
+		{route: "t.fail", in: `{}`, code: "PIT-409"},
+		{route: "t.add", in: `{"n":`, code: codec.CodeBadRequest},
+	}
+	for _, tt := range tests {
+		out, notify, err := r.Handle(context.Background(), tt.route, []byte(tt.in))
+		if tt.code != "" {
+			var ce *codec.Error
+			if !errors.As(err, &ce) || ce.Code != tt.code {
+				t.Fatalf("%s %s: error %v, want code %s", tt.route, tt.in, err, tt.code)
+			}
+			continue
+		}
+		if err != nil || notify != tt.notify || string(out) != tt.want {
+			t.Fatalf("%s %s: %q notify %v, %v; want %q notify %v", tt.route, tt.in, out, notify, err, tt.want, tt.notify)
+		}
+	}
+	if len(c.notified) != 1 || c.notified[0] != 7 {
+		t.Fatalf("notify handler saw %v", c.notified)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/nopal-dev/nopal/codec"
 )
@@ -59,8 +60,12 @@ type handler struct {
 	raw     bool         // argument is []byte
 	// rawFn is the method as a plain function when its shape is
 	// func(ctx, []byte) ([]byte, error): called without reflection.
-	rawFn  func(context.Context, []byte) ([]byte, error)
-	notify bool // no return values
+	rawFn func(context.Context, []byte) ([]byte, error)
+	// typed is the method as a direct call when its argument and result
+	// are pointers (directTyped); outType is then the result's type.
+	typed   typedFunc
+	outType reflect.Type
+	notify  bool // no return values
 	// builtin: a route of the framework's own (Builtin), served and
 	// documented but left out of Routes.
 	builtin bool
@@ -199,6 +204,11 @@ func handlerOf(m reflect.Method, recv, fn reflect.Value) (*handler, bool) {
 		}
 	default:
 		return nil, false
+	}
+	if !h.raw {
+		if h.typed = directTyped(m, recv); h.typed != nil && !h.notify {
+			h.outType = mt.Out(0)
+		}
 	}
 	return h, true
 }
@@ -348,6 +358,21 @@ func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, erro
 			}
 			return out, err
 		}
+	}
+	if h.typed != nil && (h.argType == nil || reflect.TypeOf(arg) == h.argType) {
+		var in unsafe.Pointer
+		if h.argType != nil {
+			in = pointerOf(arg)
+		}
+		out, err := h.typed(ctx, in)
+		var res any
+		if !h.notify {
+			res = reflect.NewAt(h.outType.Elem(), out).Interface()
+		}
+		for _, a := range after {
+			res, err = a(ctx, res, err)
+		}
+		return res, err
 	}
 	var args [2]reflect.Value
 	args[0] = reflect.ValueOf(ctx)
