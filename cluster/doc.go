@@ -17,14 +17,19 @@
 //	             session records (KV "sessions") and the MAILBOX stream
 //	janitor.go   ending the sessions of a frontend that died
 //	jobs.go      the reliable-RPC client and the job worker
-//	callpool.go  the goroutines that serve calls
+//	callpool.go  the goroutines that serve calls: they read the call
+//	             subscriptions' channel themselves
+//	deadline.go  a served call's context, its deadline timer armed only
+//	             when the handler asks for Done
 //
 // A client request's path through the folders:
 //
 //	frontend (agent reads the packet)  →  nopal.App.handle (parses the
 //	codec.Route once)  →  backend.Registry, when the route is this server's,
 //	or cluster.Runtime.Forward  →  stream (NATS request on
-//	<prefix>.rpc.<route>)  →  cluster.Runtime.serveCall on a server of the
-//	type  →  backend.Registry.Handle with a backend session  →  the reply
-//	back the same way to the frontend, which writes the response.
+//	<prefix>.rpc.<route>, Bus.Call)  →  on a server of the type, a
+//	call-pool worker takes it from the subscription's channel and runs
+//	cluster.Runtime.serveCall  →  backend.Registry.Handle with a backend
+//	session  →  the reply back the same way to the frontend (the waiting
+//	request reads it from the reply channel), which writes the response.
 package cluster

@@ -37,8 +37,10 @@
 //	<p>.traffic.<id>                     TrafficSubject         TrafficBatch of the records one server made (stream TRAFFIC)
 //	<p>.traffic.>                        TrafficWildcard        the stream TRAFFIC
 //
-// Replies use the connection's inbox, whose prefix is <p>.reply.<id>, so
-// NATS's request multiplexing serves them with one subscription. KV
+// Replies use the connection's inbox, whose prefix is <p>.reply.<id>:
+// the Bus's own request multiplexer (request.go) serves the replies to
+// Request and Call with one channel subscription that the waiting
+// requests read themselves, and nats.go's inboxes serve JetStream's. KV
 // buckets and JetStream's API use JetStream's own subjects ($KV.…,
 // $JS.API.…).
 //
