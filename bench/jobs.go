@@ -59,10 +59,16 @@ type JobsResult struct {
 	// Raw JetStream: as many acked publishes from 16 goroutines to a
 	// work-queue stream (file storage) on the same server, consumed and
 	// acked by one pull consumer in the suite.
-	RawSeconds      float64 `json:"raw_seconds"`
-	RawPerSec       float64 `json:"raw_msgs_per_sec"`
-	RawCPUUsPerMsg  float64 `json:"raw_server_cpu_us_per_msg"`
-	JobsOverRawRate float64 `json:"jobs_over_raw"`
+	// WritesPerJob is the JetStream messages stored per job in the
+	// throughput phase: in the JOBS stream and in the jobs bucket's
+	// stream (their last sequences' growth / Jobs).
+	WritesPerJob     float64 `json:"writes_per_job"`
+	JobsStreamWrites float64 `json:"jobs_stream_writes_per_job"`
+	BucketWrites     float64 `json:"bucket_writes_per_job"`
+	RawSeconds       float64 `json:"raw_seconds"`
+	RawPerSec        float64 `json:"raw_msgs_per_sec"`
+	RawCPUUsPerMsg   float64 `json:"raw_server_cpu_us_per_msg"`
+	JobsOverRawRate  float64 `json:"jobs_over_raw"`
 }
 
 func cmdJobsServer(args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
@@ -273,6 +279,27 @@ func (s suiteServers) jobsRun(payload []byte) (*JobsResult, error) {
 		}
 	}()
 
+	lastSeqs := func() (jobs, bucket uint64, err error) {
+		for _, p := range []struct {
+			name string
+			seq  *uint64
+		}{{bus.Name(reliable.Stream), &jobs}, {"KV_" + bus.Name(reliable.Bucket), &bucket}} {
+			st, err := bus.JetStream().Stream(ctx, p.name)
+			if err != nil {
+				return 0, 0, err
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				return 0, 0, err
+			}
+			*p.seq = info.State.LastSeq
+		}
+		return jobs, bucket, nil
+	}
+	jobs0, bucket0, err := lastSeqs()
+	if err != nil {
+		return nil, err
+	}
 	u0, s0, err := cpuTimes(srv.pid())
 	if err != nil {
 		return nil, err
@@ -336,6 +363,13 @@ func (s suiteServers) jobsRun(payload []byte) (*JobsResult, error) {
 	res.ServerCPUUsPerJob = float64(res.ServerCPUTicks) * 1e6 / clkTck / float64(n)
 	fmt.Fprintf(s.log, "  jobs (%d enqueuers)  %8d jobs (%d succeeded, %d failed), %9.0f enqueues/s, %9.0f jobs/s, server CPU %6.1f µs/job\n",
 		jobsPublishers, n, res.Succeeded, res.Failed, res.EnqueuesPerSec, res.JobsPerSec, res.ServerCPUUsPerJob)
+	if jobs1, bucket1, err := lastSeqs(); err == nil {
+		res.JobsStreamWrites = float64(jobs1-jobs0) / float64(n)
+		res.BucketWrites = float64(bucket1-bucket0) / float64(n)
+		res.WritesPerJob = res.JobsStreamWrites + res.BucketWrites
+		fmt.Fprintf(s.log, "  JetStream writes     %8.2f per job (JOBS %.2f, jobs bucket %.2f)\n",
+			res.WritesPerJob, res.JobsStreamWrites, res.BucketWrites)
+	}
 	if res.Failed > 0 || res.Succeeded != n {
 		return res, fmt.Errorf("%d of %d jobs succeeded, %d failed", res.Succeeded, n, res.Failed)
 	}

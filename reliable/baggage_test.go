@@ -83,31 +83,31 @@ func startBaggageWorker(t *testing.T, ctx context.Context, bus *stream.Bus, inv 
 }
 
 // TestRepublishKeepsPropagatedValues: a job enqueued with propagated values
-// whose message is lost (a crash between the KV Create and the publish) runs
-// with those values when its message is re-published, by a later Enqueue
-// of its jid from a context with other values, or by a worker's sweeper.
+// that has a record but lost its message (a Retry killed between its record
+// update and its publish, or a purge from outside) runs with those values
+// when its message is published again, by a later Enqueue of its jid from
+// a context with other values, or by a worker's sweeper.
 func TestRepublishKeepsPropagatedValues(t *testing.T) {
 	ctx, bus, c, log := baggageSetup(t)
 	vctx, err := propagate.Add(ctx, "player", map[string]any{"id": "p1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Enqueued with values, and then the message is lost: what a process
-	// killed between the Create and the publish leaves (a record queued,
-	// last updated a while ago, and no message).
+	// Enqueued with values, then given a record (queued, last updated a
+	// while ago), and then the message is lost.
 	lose := func(jid string) {
 		if _, err := c.Enqueue(vctx, "mail.mailer.send", jid, WithJID(jid)); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.s.jobs.Purge(ctx, jetstream.WithPurgeSubject(c.s.jobSubject(&record{Job: Job{JID: jid, Route: "mail.mailer.send"}}))); err != nil {
-			t.Fatal(err)
-		}
-		r, rev, err := c.s.get(ctx, jid)
-		if err != nil {
-			t.Fatal(err)
+		r, err := c.s.queued(ctx, jid)
+		if err != nil || r == nil {
+			t.Fatalf("message of %s: %+v, %v", jid, r, err)
 		}
 		r.Updated = time.Now().Add(-time.Minute)
-		if _, err := c.s.kv.Update(ctx, jid, encode(r), rev); err != nil {
+		if _, err := c.s.kv.Create(ctx, jid, encode(r)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.s.jobs.Purge(ctx, jetstream.WithPurgeSubject(c.s.jobSubject(r))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -186,7 +186,8 @@ func TestRetryKeepsPropagatedValues(t *testing.T) {
 	checkPlayer(t, jid, inv.calls(jid), 3, "p1")
 }
 
-// TestRecordBaggageField: the values are stored under "baggage" only when
+// TestRecordBaggageField: the values are stored under "baggage" (in the job
+// as enqueued, its message's body) only when
 // there are some, and a record written before the field existed (no
 // "baggage") decodes with none and is published without a baggage header,
 // whatever the publisher's context holds.
@@ -204,11 +205,12 @@ func TestRecordBaggageField(t *testing.T) {
 		if _, err := c.Enqueue(tc.ctx, "mail.mailer.send", "x", WithJID(tc.jid)); err != nil {
 			t.Fatal(err)
 		}
-		e, err := c.s.kv.Get(ctx, tc.jid)
+		// The job as enqueued is its message's body.
+		m, err := c.s.jobs.GetLastMsgForSubject(ctx, c.s.bus.JobSubject("mail", tc.jid))
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := decode(e.Value())
+		r, err := decodeMsg(m.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,12 +218,8 @@ func TestRecordBaggageField(t *testing.T) {
 		if r.Baggage != h || (h != "") != tc.vals {
 			t.Errorf("%s: stored baggage %q, want %q", tc.jid, r.Baggage, h)
 		}
-		if !tc.vals && strings.Contains(string(e.Value()), `"baggage"`) {
-			t.Errorf("%s: record %s has a baggage field", tc.jid, e.Value())
-		}
-		m, err := c.s.jobs.GetLastMsgForSubject(ctx, c.s.jobSubject(r))
-		if err != nil {
-			t.Fatal(err)
+		if rec := encode(r); !tc.vals && strings.Contains(string(rec), `"baggage"`) {
+			t.Errorf("%s: record %s has a baggage field", tc.jid, rec)
 		}
 		if got := m.Header.Get(stream.BaggageHeader); got != h {
 			t.Errorf("%s: message baggage %q, want %q", tc.jid, got, h)
@@ -237,7 +235,7 @@ func TestRecordBaggageField(t *testing.T) {
 	if r.Baggage != "" {
 		t.Fatalf("old record decoded with baggage %q", r.Baggage)
 	}
-	if _, err := c.s.publish(vctx, r, "old"); err != nil {
+	if _, err := c.s.publish(vctx, r, false); err != nil {
 		t.Fatal(err)
 	}
 	m, err := c.s.jobs.GetLastMsgForSubject(ctx, c.s.jobSubject(r))

@@ -14,8 +14,8 @@ import (
 	"github.com/nopal-dev/nopal/reliable"
 )
 
-// BenchmarkEnqueue measures one durable Enqueue (KV Create + acked
-// publish), one caller at a time, and reports its latency percentiles.
+// BenchmarkEnqueue measures one durable Enqueue (one acked publish to
+// JOBS), one caller at a time, and reports its latency percentiles.
 func BenchmarkEnqueue(b *testing.B) {
 	bus := newBus(b, "a")
 	c := newClient(b, bus)

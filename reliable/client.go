@@ -40,30 +40,26 @@ func NewClient(ctx context.Context, bus *stream.Bus, opts ...ClientOption) (*Cli
 
 // Enqueue records a job that calls route ("svtype.component.method") with
 // arg (encoded with codec.Auto) on a server of type svtype, and returns its
-// jid once the job is durable: its record is in KV and its message is in
-// JOBS, acknowledged by the stream. A route that codec.ParseFullRoute
-// rejects (see codec.ParseRoute for the rule) returns an error matching both
-// ErrInvalidRoute and codec.ErrInvalidRoute.
+// jid once the job is durable: its message is in JOBS, acknowledged by the
+// stream. A route that codec.ParseFullRoute rejects (see codec.ParseRoute
+// for the rule) returns an error matching both ErrInvalidRoute and
+// codec.ErrInvalidRoute.
 //
-// Enqueue is exactly-once per jid: it first Creates the jid in KV, which
-// fails if the jid exists; only the caller whose Create succeeded publishes
-// (with Nats-Msg-Id = jid). Enqueueing a jid that exists (WithJID) is not an
-// error: it returns the jid and nil, whatever state the job is in, and a
-// job never runs again because its jid was enqueued again.
+// Enqueue is exactly-once per jid with a single write: the job's message
+// goes to a subject of its own (<p>.job.<svtype>.<jid>) in a stream that
+// keeps one message per subject and refuses a second one. Enqueueing a jid
+// that exists (WithJID) is not an error: it returns the jid and nil,
+// whatever state the job is in, and a job never runs again because its jid
+// was enqueued again (a worker that gets such a message finds the job's
+// record and acks the message unrun).
 //
-// If the publish fails after the Create, Enqueue deletes the record (on its
-// revision) and returns the error, so the job does not exist and a later
-// Enqueue of the jid starts afresh; if a worker claimed the job meanwhile
-// (the publish did reach the stream), the delete fails and Enqueue reports
-// success. Enqueue returns the jid with every error: when the outcome is
-// unknown (the connection died between the two steps), enqueue again with
-// WithJID(jid), which is always safe. A record left queued with no message
-// (a process killed between Create and publish) is re-published by the next
-// Enqueue of its jid, or by a Worker's sweeper within about a minute.
+// Enqueue returns the jid with every error: when the outcome is unknown
+// (the connection died before the stream's ack came back), enqueue again
+// with WithJID(jid), which is always safe. There is no crash window: the
+// job exists exactly when its message does.
 //
-// ctx's propagated values (package propagate) are stored in the job's record
-// and reach the context of every attempt, however its message is published
-// (by this Enqueue, a later Enqueue of the jid, a sweeper, or Retry).
+// ctx's propagated values (package propagate) are stored with the job and
+// reach the context of every attempt, whoever runs it.
 func (c *Client) Enqueue(ctx context.Context, route string, arg any, opts ...Option) (jid string, err error) {
 	if _, err := parseRoute(route); err != nil {
 		return "", err
@@ -99,7 +95,7 @@ func (c *Client) Enqueue(ctx context.Context, route string, arg any, opts ...Opt
 		}
 	}
 	// The caller's propagated values are stored with the job, so every
-	// publish of its message carries them, whoever makes it.
+	// attempt gets them, whoever publishes its message.
 	bag, berr := propagate.Header(ctx)
 	if berr != nil {
 		c.s.log.Warn("reliable: propagated values not sent", "jid", jid, "err", berr)
@@ -111,45 +107,14 @@ func (c *Client) Enqueue(ctx context.Context, route string, arg any, opts ...Opt
 		NotBefore: o.notBefore, Deadline: o.deadline, Target: o.target,
 		Created: now, Updated: now,
 	}, Baggage: bag}
-	rev, err := stream.RetryMissing(ctx, c.s.bus, func(ctx context.Context) (uint64, error) {
-		return c.s.kv.Create(ctx, jid, encode(r))
+	_, err = stream.RetryMissing(ctx, c.s.bus, func(ctx context.Context) (uint64, error) {
+		return c.s.publish(ctx, r, false)
 	})
-	if conflict(err) {
-		// Already enqueued: success. Close a possible crash window of the
-		// first Enqueue (record queued, message never published).
-		cur, _, gerr := c.s.get(ctx, jid)
-		if gerr != nil {
-			if errors.Is(gerr, ErrNotFound) {
-				// Deleted between our Create and Get: a failed
-				// Enqueue undoing itself. Try again.
-				return c.Enqueue(ctx, route, arg, append(opts, WithJID(jid))...)
-			}
-			return jid, gerr
-		}
-		if cur.State == Queued && cur.Seq == 0 {
-			if err := c.s.ensurePublished(ctx, cur); err != nil {
-				return jid, err
-			}
-		}
-		return jid, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errExists):
+		return jid, nil // enqueued before: exactly once
+	case err != nil:
 		return jid, fmt.Errorf("reliable: enqueue %s: %w", jid, err)
-	}
-	r.Revision = rev
-	if _, err := c.s.publish(ctx, r, r.msgID()); err != nil {
-		perr := fmt.Errorf("reliable: enqueue %s: publish: %w", jid, err)
-		dctx, cancel := opCtx()
-		defer cancel()
-		derr := c.s.kv.Delete(dctx, jid, jetstream.LastRevision(rev))
-		switch {
-		case derr == nil:
-			return jid, perr
-		case conflict(derr):
-			return jid, nil // a worker claimed it: the publish got through
-		default:
-			return jid, fmt.Errorf("%w (and the record could not be removed: %v; enqueue again with WithJID(%q))", perr, derr, jid)
-		}
 	}
 	return jid, nil
 }
@@ -159,7 +124,7 @@ func (c *Client) Get(ctx context.Context, jid string) (Job, error) {
 	if !validJID(jid) {
 		return Job{}, fmt.Errorf("%w: %q", ErrInvalidJID, jid)
 	}
-	r, _, err := c.s.get(ctx, jid)
+	r, _, err := c.s.load(ctx, jid)
 	if err != nil {
 		return Job{}, err
 	}
@@ -191,7 +156,15 @@ func (c *Client) Wait(ctx context.Context, jid string) (Job, error) {
 			}
 			if e == nil { // end of the initial value
 				if !seen {
-					return Job{}, fmt.Errorf("%w: %s", ErrNotFound, jid)
+					// No record: a job no worker has taken yet, or none.
+					q, err := c.s.queued(ctx, jid)
+					if err != nil {
+						return Job{}, fmt.Errorf("reliable: wait %s: %w", jid, err)
+					}
+					if q == nil {
+						return Job{}, fmt.Errorf("%w: %s", ErrNotFound, jid)
+					}
+					seen = true
 				}
 				continue
 			}
@@ -251,10 +224,21 @@ func (c *Client) List(ctx context.Context, f Filter) (Page, error) {
 		after = &cur
 	}
 	// The scan may see a job twice (rewritten while it ran): the newest
-	// revision counts, filtered once all are in.
+	// revision counts, filtered once all are in. Jobs no worker has taken
+	// yet have no record: their messages are read first, so a job taken
+	// while List runs is seen at least as queued.
 	latest := map[string]*record{}
-	err := c.s.scan(ctx, f.Since, true, func(r *record) bool {
-		if cur, ok := latest[r.JID]; !ok || r.Revision > cur.Revision {
+	err := c.s.scanQueued(ctx, f.Since, func(r *record) bool {
+		if _, ok := latest[r.JID]; !ok {
+			latest[r.JID] = r
+		}
+		return true
+	})
+	if err != nil {
+		return Page{}, err
+	}
+	err = c.s.scan(ctx, f.Since, true, func(r *record) bool {
+		if cur, ok := latest[r.JID]; !ok || cur.Revision == 0 || r.Revision > cur.Revision {
 			latest[r.JID] = r
 		}
 		return true
@@ -316,15 +300,16 @@ func parseCursor(s string) (cursor, error) {
 // Retry runs a dead or failed job again: its attempts start from scratch
 // (the previous history is dropped from the record, and its dead letter
 // removed from JOBS_DLQ), its state becomes queued and its message is
-// re-published from the record, with the propagated values of its Enqueue
-// (not those of Retry's ctx). A job whose deadline has passed cannot be
-// retried (it would fail at once). Any other state returns ErrState.
+// published again from the record (replacing the old one in JOBS), with the
+// propagated values of its Enqueue (not those of Retry's ctx). A job whose
+// deadline has passed cannot be retried (it would fail at once). Any other
+// state returns ErrState.
 func (c *Client) Retry(ctx context.Context, jid string) error {
 	if !validJID(jid) {
 		return fmt.Errorf("%w: %q", ErrInvalidJID, jid)
 	}
 	for {
-		r, rev, err := c.s.get(ctx, jid)
+		r, rev, err := c.s.load(ctx, jid)
 		if err != nil {
 			return err
 		}
@@ -353,8 +338,8 @@ func (c *Client) Retry(ctx context.Context, jid string) error {
 			return fmt.Errorf("reliable: retry %s: %w", jid, err)
 		}
 		r.Revision = nrev
-		if _, err := c.s.publish(ctx, r, r.msgID()); err != nil {
-			// Undo, as Enqueue does, unless a worker claimed it.
+		if _, err := c.s.publish(ctx, r, true); err != nil {
+			// Undo, unless a worker claimed it.
 			perr := fmt.Errorf("reliable: retry %s: publish: %w", jid, err)
 			uctx, cancel := opCtx()
 			defer cancel()
@@ -371,8 +356,9 @@ func (c *Client) Retry(ctx context.Context, jid string) error {
 	}
 }
 
-// Cancel cancels a queued or retrying job (compare-and-set on its record):
-// it never runs again, and its message is removed from JOBS (a worker that
+// Cancel cancels a queued or retrying job (compare-and-set on its record,
+// or the creation of its record for a job no worker has taken yet): it
+// never runs again, and its message is removed from JOBS (a worker that
 // still receives one acks it without running it). A running or finished job
 // returns ErrState.
 func (c *Client) Cancel(ctx context.Context, jid string) error {
@@ -380,7 +366,7 @@ func (c *Client) Cancel(ctx context.Context, jid string) error {
 		return fmt.Errorf("%w: %q", ErrInvalidJID, jid)
 	}
 	for {
-		r, rev, err := c.s.get(ctx, jid)
+		r, rev, err := c.s.load(ctx, jid)
 		if err != nil {
 			return err
 		}
@@ -388,7 +374,11 @@ func (c *Client) Cancel(ctx context.Context, jid string) error {
 			return fmt.Errorf("%w: cancel %s: job is %s (only queued or retrying jobs)", ErrState, jid, r.State)
 		}
 		r.State, r.Updated = Cancelled, time.Now()
-		_, err = c.s.kv.Update(ctx, jid, encode(r), rev)
+		if rev == 0 {
+			_, err = c.s.kv.Create(ctx, jid, encode(r))
+		} else {
+			_, err = c.s.kv.Update(ctx, jid, encode(r), rev)
+		}
 		if conflict(err) {
 			continue
 		}
@@ -396,7 +386,8 @@ func (c *Client) Cancel(ctx context.Context, jid string) error {
 			return fmt.Errorf("reliable: cancel %s: %w", jid, err)
 		}
 		// Best effort: free the message (a delayed one holds one of the
-		// consumer's MaxAckPending slots until it is redelivered).
+		// consumer's MaxAckPending slots until it is redelivered). The
+		// record now keeps the jid from being enqueued again.
 		if m, err := c.s.jobs.GetLastMsgForSubject(ctx, c.s.jobSubject(r)); err == nil {
 			_ = c.s.jobs.DeleteMsg(ctx, m.Sequence)
 		}

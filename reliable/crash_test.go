@@ -10,9 +10,11 @@ import (
 	"github.com/nopal-dev/nopal/stream"
 )
 
-// TestCrashWindowIsClosed: a process killed between an Enqueue's KV Create
-// and its publish leaves a queued record with no message. The next Enqueue
-// of the jid publishes it; a worker's sweeper publishes the others.
+// TestCrashWindowIsClosed: a queued record with no message (what a Retry
+// killed between its record update and its publish leaves, or a purge from
+// outside) is run when its jid is enqueued again (the new message carries
+// it: the record decides what runs); a worker's sweeper publishes the
+// others.
 func TestCrashWindowIsClosed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -75,8 +77,9 @@ func TestCrashWindowIsClosed(t *testing.T) {
 	}
 }
 
-// TestDuplicateMessageIsDropped: two messages for one jid (a re-publish
-// racing the original) run the job once; the second is acked unrun.
+// TestDuplicateMessageIsDropped: two messages for one jid (enqueued twice,
+// for two targets: the stream refuses a second message per subject, not
+// per jid) run the job once; the second is acked unrun.
 func TestDuplicateMessageIsDropped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -94,14 +97,8 @@ func TestDuplicateMessageIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _, err := c.s.get(ctx, jid)
-	if err != nil {
+	if _, err := c.Enqueue(ctx, "mail.mailer.send", "x", WithJID(jid), WithTarget("a")); err != nil {
 		t.Fatal(err)
-	}
-	for range 2 { // distinct ids: past the Nats-Msg-Id window
-		if _, err := c.s.publish(ctx, r, r.msgID()+time.Now().String()); err != nil {
-			t.Fatal(err)
-		}
 	}
 	var mu sync.Mutex
 	n := 0
@@ -119,18 +116,21 @@ func TestDuplicateMessageIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = w.Stop(context.Background()) }()
-	// With one slot, the three messages are handled in stream order, so
-	// the sentinel completes after both duplicates were handled.
-	sentinel, err := c.Enqueue(ctx, "mail.mailer.send", "y")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Wait(ctx, sentinel); err != nil {
-		t.Fatal(err)
+	// With one slot, each consumer's messages are handled one at a time in
+	// stream order, so once a sentinel of each consumer (shared and
+	// targeted) completed, both messages of jid were handled.
+	for _, opts := range [][]Option{nil, {WithTarget("a")}} {
+		sentinel, err := c.Enqueue(ctx, "mail.mailer.send", "y", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Wait(ctx, sentinel); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if n != 2 { // the job once, the sentinel once
-		t.Fatalf("%d calls, want 2", n)
+	if n != 3 { // the job once, the sentinels once each
+		t.Fatalf("%d calls, want 3", n)
 	}
 }

@@ -8,16 +8,33 @@
 //
 // Under the bus's prefix p (names get it too: "nopal_jobs"):
 //
-//	KV "jobs"         key = jid, value = the job's record (Job): the source of truth
-//	stream JOBS       work queue on p.job.>, one message per job to run:
+//	stream JOBS       one message per job, as enqueued, on a subject of its own:
 //	                    p.job.<svtype>.<jid>               any server of the type
 //	                    p.job.<svtype>.srv.<serverID>.<jid> WithTarget
+//	                  limits retention, one message per subject, a second one
+//	                  refused (DiscardNew + DiscardNewPerSubject), rollup allowed
+//	KV "jobs"         key = jid, value = the job's record (Job), written from the
+//	                  first claim (or Cancel) on: from then on the source of truth
 //	stream JOBS_DLQ   p.jobdlq.<svtype>.<jid>: a copy of each dead or failed job with its attempts
 //
-// Every server of a type shares one durable pull consumer "jobs_<svtype>"
-// (filter p.job.<svtype>.*); each server also has "jobsrv_<serverID>" for
-// jobs targeted at it. The two filters never overlap, as a work-queue stream
-// requires. A jid is a ULID unless the caller gives one (WithJID).
+// A job that no worker has taken yet has no record: its message is the job
+// (Get, Wait, List and Cancel read it there). Every server of a type shares
+// one durable pull consumer "jobs_<svtype>" (filter p.job.<svtype>.*); each
+// server also has "jobsrv_<serverID>" for jobs targeted at it. A jid is a
+// ULID unless the caller gives one (WithJID).
+//
+// # Writes per job
+//
+// A job that succeeds at its first attempt costs three JetStream writes:
+// its message (Enqueue), its record created running (the claim) and its
+// record updated succeeded. The consumer's ack stores nothing in JOBS
+// (limits retention: a work queue would remove the message on each ack,
+// which the file store pays for with a tombstone write). States are written
+// when they change what a reader can do: queued is not written (the message
+// says it), running is (Cancel must then fail, and a worker that takes over
+// a job must see the abandoned attempt), and so are the outcomes. Messages
+// stay in JOBS as records stay in the bucket: both grow with the number of
+// jobs ever enqueued.
 //
 // # States
 //
@@ -35,20 +52,18 @@
 //
 // # Guarantees
 //
-// Exactly-once enqueue per jid. Enqueue first Creates the jid in KV (which
-// fails if it exists) and only then publishes, with Nats-Msg-Id = jid, and
-// waits for the stream's ack. Enqueueing an existing jid returns it with no
-// error and never runs the job again, minutes or months later: the KV record
-// is what deduplicates, not JetStream's 2-minute Nats-Msg-Id window. If the
-// publish fails, Enqueue removes the record (on its revision) and returns the
-// error with the jid; enqueueing the same jid again is always safe. The crash
-// window between Create and publish (the process dies in between) leaves a
-// queued record with no message: the next Enqueue of the jid publishes it,
-// and every Worker's sweeper (WorkerConfig.SweepInterval) publishes such
-// records of its type that are older than 30 s. Should that ever produce a
-// second message for a jid, the worker that claims the job writes the
-// message's stream sequence into the record and any other message for the
-// jid is acked unrun.
+// Exactly-once enqueue per jid, with one write. Enqueue publishes the job's
+// message to its own subject, and JOBS refuses a second message for a
+// subject that has one: enqueueing an existing jid returns it with no error
+// and never runs the job again, minutes or months later (JetStream's
+// 2-minute Nats-Msg-Id window plays no part). A job is durable when Enqueue
+// returns; when Enqueue fails (the stream's ack never came), enqueueing the
+// same jid again is always safe, and there is no window in which a crash
+// leaves half a job. A jid whose message Cancel removed, or enqueued again
+// for another target or server type, may get a second message: the claim
+// creates the record with a KV Create, which fails when the jid has a record,
+// and the record decides (a finished or cancelled job is acked unrun; a job
+// owned by another message, whose stream sequence the record holds, too).
 //
 // At-least-once execution. A job runs until one attempt succeeds, it fails
 // permanently, or MaxAttempts attempts have failed. A worker killed or cut
@@ -64,8 +79,8 @@
 // Never after success. Once a job's record says succeeded (or cancelled),
 // no delivery of its message runs it again: the worker acks and skips.
 //
-// Durability. A job is durable when Enqueue returns: record and message are
-// both acked by JetStream with file storage. A NATS server restarted on the
+// Durability. A job is durable when Enqueue returns: its message is acked
+// by JetStream with file storage. A NATS server restarted on the
 // same store loses nothing; clients and workers reconnect by themselves. (A
 // single server flushes to disk periodically, so an OS crash can lose the
 // last writes: run 3 replicas in production.)
@@ -80,17 +95,22 @@
 // with NakWithDelay(back-off) (default 1s, 5s, 30s, 2m, the last repeating);
 // the consumer has no BackOff, which would replace AckWait and does not apply
 // to naks. The worker that sees the last attempt fail records the job dead,
-// publishes the copy to JOBS_DLQ and then acks, removing it from the work
-// queue: no message stays behind past its last attempt and no
+// publishes the copy to JOBS_DLQ and then acks, so the consumer delivers
+// it no more: no delivery is pending past its last attempt and no
 // MAX_DELIVERIES advisory is needed. Client.Retry brings a dead or failed
-// job back, from its KV record.
+// job back, from its KV record: it records the job queued (a new
+// generation) and publishes its message again, replacing the old one in
+// JOBS (rollup). A Retry killed between the two leaves a queued record whose
+// message is missing or of an older generation: every Worker's sweeper
+// (WorkerConfig.SweepInterval) publishes the messages of such records that
+// are older than 30 s.
 //
 // # Flow control
 //
 // A Worker runs at most Concurrency jobs at once and pulls no more than it
 // can start. While a job runs it signals progress every AckWait/3, so
 // AckWait bounds how long a dead worker's jobs wait, not how long a job may
-// run. Jobs waiting for WithDelay or a back-off stay delivered and
+// run (one goroutine per worker sends those signals). Jobs waiting for WithDelay or a back-off stay delivered and
 // unacknowledged: they count against the consumer's MaxAckPending, and
 // JetStream stops delivering, silently, when that is reached. Watch
 // WorkerStats.AckPending against WorkerStats.MaxAckPending (exported for the

@@ -145,31 +145,25 @@ func (j Job) ServerType() string {
 	return t
 }
 
-// record is the value stored in KV: the Job plus bookkeeping.
+// record is the value stored in KV, and the body of a job message (with no
+// attempts, result or Seq): the Job plus bookkeeping.
 type record struct {
 	Job
 	// Seq is the JOBS stream sequence of the message that owns the job:
-	// set by the worker that claims it, so a duplicate message of the same
-	// jid (there can be one after a crash window is closed by a re-publish)
-	// is recognised and dropped. 0 = not claimed since the last publish.
+	// set by the worker that claims it, so another message of the same jid
+	// (enqueued again for another target or server type) is recognised and
+	// dropped. 0 = not claimed since the last publish.
 	Seq uint64 `json:"seq,omitempty"`
-	// Gen counts Retry calls; it makes each re-publish's Nats-Msg-Id new.
+	// Gen counts Retry calls; a job message carries the generation it was
+	// published for, so a sweep can tell a message that Retry replaced
+	// from one it did not get to publish.
 	Gen int `json:"gen,omitempty"`
 	// Baggage is the enqueuer's propagated values, as the W3C baggage
 	// header value propagate.Header made of Enqueue's context ("" = none;
-	// also for records written before the field existed). Every publish
-	// of the job's message (Enqueue's, a re-publish closing a crash
-	// window, Retry's) carries it, whoever publishes, so every attempt
-	// runs with the enqueuer's values.
+	// also for records written before the field existed). Every attempt
+	// runs with these values, whoever published the message that carried
+	// the job to the worker (Enqueue, Retry, a sweep).
 	Baggage string `json:"baggage,omitempty"`
-}
-
-// msgID is the Nats-Msg-Id of the record's current publish.
-func (r *record) msgID() string {
-	if r.Gen == 0 {
-		return r.JID
-	}
-	return fmt.Sprintf("%s#%d", r.JID, r.Gen)
 }
 
 // openAttempt returns the last attempt if it has not ended.

@@ -790,3 +790,42 @@ func TestListWhileJobsChange(t *testing.T) {
 		}
 	}
 }
+
+// TestWritesPerJob counts the JetStream writes of jobs that succeed at the
+// first attempt: one message in JOBS (Enqueue) and two records (the claim,
+// created running, and the result), whatever the number of jobs.
+func TestWritesPerJob(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	_, inv := newMailer(t, "a")
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 8})
+	ctx := testCtx(t)
+	const n = 50
+	jids := make([]string, n)
+	for i := range jids {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids[i] = jid
+	}
+	waitAll(t, bus, jids, 20*time.Second)
+	last := func(name string) uint64 {
+		t.Helper()
+		s, err := bus.JetStream().Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	if got := last(bus.Name(reliable.Stream)); got != n {
+		t.Errorf("JOBS: %d writes for %d jobs, want %d", got, n, n)
+	}
+	if got := last("KV_" + bus.Name(reliable.Bucket)); got != 2*n {
+		t.Errorf("bucket: %d writes for %d jobs, want %d", got, n, 2*n)
+	}
+}

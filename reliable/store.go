@@ -1,18 +1,19 @@
 package reliable
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nopal-dev/nopal/stream"
-	"github.com/oklog/ulid/v2"
 )
 
 // Names of the JetStream objects, before the bus's prefix ("nopal_jobs",
@@ -25,29 +26,38 @@ const (
 
 // Headers set on job messages and dead letters (declared in stream).
 const (
-	// HeaderRoute is the job's route, on its message and dead letter.
+	// HeaderRoute is the job's route, on its dead letter (a job message
+	// carries its route in its body).
 	HeaderRoute = stream.JobRouteHeader
 	// HeaderState is the job's final state, on its dead letter.
 	HeaderState = stream.JobStateHeader
 )
 
-// dupWindow is the JOBS stream's Nats-Msg-Id window; orphanGrace is how long
-// a message whose record does not exist is kept before it is dropped (it
-// must outlast dupWindow, see worker.orphan).
+// dupWindow is the streams' Nats-Msg-Id window (dead letters carry one;
+// job messages need none: JOBS refuses a second message per subject).
 const (
-	dupWindow   = 2 * time.Minute
-	orphanGrace = dupWindow + time.Minute
-	opTimeout   = 5 * time.Second
+	dupWindow = 2 * time.Minute
+	opTimeout = 5 * time.Second
 )
 
 // store is what Client and Worker share: the bucket and the two streams.
 //
+// A job is its message in JOBS until a worker (or Cancel) first writes its
+// record in the bucket; from then on the record is the truth and the message
+// only carries the job to a worker. The writes of a job that succeeds at the
+// first attempt are three: the message (Enqueue), the record created running
+// (the claim, a KV Create: it fails if the jid has a record already, which
+// keeps a job from running again however late its jid is enqueued again),
+// and the record updated succeeded; the consumer's ack stores nothing in
+// JOBS.
+//
 // The bus re-creates them, empty, when they are missing (a NATS server
 // restarted with an empty store, an operator's delete): on its reconnection,
 // and when an operation here fails for that reason. Reads and writes that
-// did not happen are then retried once (stream.RetryMissing); a publish of a
-// job message only asks for the re-creation, since Enqueue and Retry undo
-// their record and report the failure (enqueue again with WithJID).
+// did not happen are then retried once (stream.RetryMissing): Enqueue's
+// publish too (nothing was written if it failed); Retry's publish only asks
+// for the re-creation, since Retry undoes its record and reports the
+// failure.
 type store struct {
 	bus      *stream.Bus
 	js       jetstream.JetStream
@@ -55,6 +65,7 @@ type store struct {
 	jobs     jetstream.Stream
 	dlq      jetstream.Stream
 	kvStream string // the bucket's stream, "KV_<bucket>"
+	kvPrefix string // the subject prefix of the bucket's keys, "$KV.<bucket>."
 	log      *slog.Logger
 }
 
@@ -76,6 +87,15 @@ func WithDLQMaxAge(d time.Duration) ClientOption {
 }
 
 // provision creates or updates the bucket and the streams (idempotent).
+//
+// JOBS keeps every job's message (limits retention, one message per
+// subject, new ones refused): the message is the job as enqueued, and the
+// refusal of a second message for its subject is what makes Enqueue
+// exactly-once with a single write. A consumer's ack then costs the stream
+// nothing (a work queue would remove the message on every ack, which the file
+// store pays for with a tombstone write, and with a new block file each time
+// the queue runs empty). Rollup is allowed so that Retry can replace the
+// message of a dead job with a new one.
 func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, error) {
 	if bus == nil {
 		return nil, fmt.Errorf("%w: nil bus", ErrConfig)
@@ -93,13 +113,17 @@ func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, e
 		return nil, fmt.Errorf("reliable: %w", err)
 	}
 	jobs, err := bus.Stream(ctx, jetstream.StreamConfig{
-		Name:        Stream,
-		Description: "nopal: reliable RPC jobs to run (work queue)",
-		Subjects:    []string{bus.JobsWildcard()},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  dupWindow,
-		AllowDirect: true,
+		Name:                 Stream,
+		Description:          "nopal: reliable RPC jobs, one message per job as enqueued",
+		Subjects:             []string{bus.JobsWildcard()},
+		Retention:            jetstream.LimitsPolicy,
+		Storage:              jetstream.FileStorage,
+		MaxMsgsPerSubject:    1,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		AllowRollup:          true,
+		Duplicates:           dupWindow,
+		AllowDirect:          true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reliable: %w", err)
@@ -118,7 +142,7 @@ func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, e
 	if err != nil {
 		return nil, fmt.Errorf("reliable: %w", err)
 	}
-	return &store{bus: bus, js: bus.JetStream(), kv: kv, jobs: jobs, dlq: dlq, kvStream: "KV_" + kv.Bucket(), log: o.log}, nil
+	return &store{bus: bus, js: bus.JetStream(), kv: kv, jobs: jobs, dlq: dlq, kvStream: "KV_" + kv.Bucket(), kvPrefix: "$KV." + kv.Bucket() + ".", log: o.log}, nil
 }
 
 // jobSubject is where a record's message is published:
@@ -153,6 +177,50 @@ func (s *store) get(ctx context.Context, jid string) (*record, uint64, error) {
 	return r, e.Revision(), nil
 }
 
+// load returns the job's record, or, for a job no worker has taken yet (it
+// has no record), the job as enqueued, read from its message in JOBS, with
+// revision 0.
+func (s *store) load(ctx context.Context, jid string) (*record, uint64, error) {
+	r, rev, err := s.get(ctx, jid)
+	if !errors.Is(err, ErrNotFound) {
+		return r, rev, err
+	}
+	q, qerr := s.queued(ctx, jid)
+	if qerr != nil {
+		return nil, 0, qerr
+	}
+	if q == nil {
+		return nil, 0, err
+	}
+	// Taken meanwhile? The record has the last word.
+	if r, rev, err := s.get(ctx, jid); !errors.Is(err, ErrNotFound) {
+		return r, rev, err
+	}
+	return q, 0, nil
+}
+
+// queued reads the message of a job by its jid alone (any server type, any
+// target), nil if there is none.
+func (s *store) queued(ctx context.Context, jid string) (*record, error) {
+	for _, subj := range []string{s.bus.JobSubject("*", jid), s.bus.JobTargetSubject("*", "*", jid)} {
+		m, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return s.jobs.GetLastMsgForSubject(ctx, subj)
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reliable: get %s: %w", jid, err)
+		}
+		r, err := decodeMsg(m.Data)
+		if err != nil || r.JID != jid {
+			continue // not a job message (a message published from outside)
+		}
+		return r, nil
+	}
+	return nil, nil
+}
+
 func decode(b []byte) (*record, error) {
 	r := &record{}
 	if err := json.Unmarshal(b, r); err != nil {
@@ -161,87 +229,152 @@ func decode(b []byte) (*record, error) {
 	return r, nil
 }
 
+// encode is the record's JSON, as json.Marshal writes it (appendRecord).
 func encode(r *record) []byte {
-	b, err := json.Marshal(r)
-	if err != nil {
-		// A record holds only strings, byte slices, numbers and times.
-		panic("reliable: encode record: " + err.Error())
-	}
-	return b
+	return appendRecord(make([]byte, 0, 384+160*len(r.Attempts)+len(r.Baggage)+(len(r.Arg)+len(r.Result))*4/3), r)
 }
 
-// publish sends the record's job message with Nats-Msg-Id id and waits for
-// the stream's ack. The message carries the record's propagated values
-// (r.Baggage) in its baggage header, not ctx's, and a copy of the record at
-// revision r.Revision: a worker claims the job with a compare-and-set on that
-// revision without reading the record first, and reads it only when the
-// record has changed since (a redelivery, a cancel).
-func (s *store) publish(ctx context.Context, r *record, id string) (*jetstream.PubAck, error) {
-	m := nats.NewMsg(s.jobSubject(r))
-	m.Header.Set(jetstream.MsgIDHeader, id)
-	m.Header.Set(HeaderRoute, r.Route)
-	// The enqueuer's propagated values, for the job's context: those
-	// stored at Enqueue, not ctx's (a sweeper's or a Retry caller's).
+// publish sends the job's message and waits for the stream's ack. The
+// message is the record as it is now (queued, its attempts dropped): what a
+// worker needs to run the job without reading anything else when the job
+// has no record yet. It carries the record's propagated values (r.Baggage)
+// in its baggage header, not ctx's.
+//
+// Without replace, JOBS refuses the message if the subject has one already
+// (errExists): that is Enqueue's exactly-once. With replace (a Retry, a
+// sweep), the message replaces the subject's old one (rollup).
+func (s *store) publish(ctx context.Context, r *record, replace bool) (uint64, error) {
+	// No header unless needed: the body has the route and the values,
+	// and a message without headers is cheaper to parse at both ends.
+	m := &nats.Msg{Subject: s.jobSubject(r)}
 	if r.Baggage != "" {
-		m.Header.Set(stream.BaggageHeader, r.Baggage)
+		// The enqueuer's propagated values, also as a header for
+		// whoever reads the stream: those stored with the job, not
+		// ctx's (a sweeper's or a Retry caller's).
+		m.Header = nats.Header{stream.BaggageHeader: []string{r.Baggage}}
 	}
-	if r.Revision != 0 {
-		m.Header.Set(headerRevision, strconv.FormatUint(r.Revision, 10))
-		m.Data = encode(r)
+	if replace {
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	}
-	ack, err := s.js.PublishMsg(ctx, m)
-	if err != nil {
-		s.bus.RecoverMissing(err) // no JOBS to take it: have it re-created
+	m.Data = encodeMsg(r)
+	// No responders means no stream took the message (JOBS is gone):
+	// the bus re-creates it and the publish is tried again.
+	seq, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (uint64, error) {
+		return s.store(ctx, m)
+	})
+	if exists(err) {
+		return 0, errExists
 	}
-	return ack, err
+	return seq, err
 }
 
-// headerRevision is the KV revision of the record copy a job message carries.
-const headerRevision = stream.JobRevisionHeader
+// codeStoreFailed is JetStream's JSStreamStoreFailedF: a message the stream
+// did not store, for the reason in the description.
+const codeStoreFailed jetstream.ErrorCode = 10077
 
-// fromMessage returns the record copy carried by a job message, and its
-// revision (0 if there is none).
-func fromMessage(msg jetstream.Msg) (*record, uint64) {
-	rev, err := strconv.ParseUint(msg.Headers().Get(headerRevision), 10, 64)
-	if err != nil || rev == 0 {
-		return nil, 0
-	}
-	r, err := decode(msg.Data())
+// store writes one message to a stream and returns its sequence. It is
+// jetstream's PublishMsg without the JSON decoding of every ack (only an
+// error is decoded): the worker's and Enqueue's writes are the hot path.
+func (s *store) store(ctx context.Context, m *nats.Msg) (uint64, error) {
+	// As jetstream's publish does, never wait forever for an ack (a
+	// timeout, not a context with a deadline: see stream.Bus.Call).
+	resp, err := s.bus.Call(ctx, m.Subject, m.Data, m.Header, opTimeout)
 	if err != nil {
-		return nil, 0
+		return 0, err
 	}
-	r.Revision = rev
-	return r, rev
+	return parseAck(resp.Data)
 }
 
-// ensurePublished publishes the record's message unless one for its jid is
-// in JOBS. It closes the window of a crash between the KV Create (or a
-// Retry's Update) and the publish. A duplicate message is harmless: the
-// worker that claims the job records the message's sequence and drops any
-// other.
+// parseAck reads a JetStream publish ack: the sequence, or its error as a
+// *jetstream.APIError.
+func parseAck(b []byte) (uint64, error) {
+	if bytes.Contains(b, []byte(`"error"`)) {
+		var r struct {
+			Error *jetstream.APIError `json:"error"`
+		}
+		if err := json.Unmarshal(b, &r); err != nil || r.Error == nil {
+			return 0, fmt.Errorf("reliable: bad publish ack %q", b)
+		}
+		return 0, fmt.Errorf("nats: %w", r.Error)
+	}
+	_, rest, ok := bytes.Cut(b, []byte(`"seq":`))
+	if !ok {
+		return 0, fmt.Errorf("reliable: bad publish ack %q", b)
+	}
+	var seq uint64
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			break
+		}
+		seq = seq*10 + uint64(c-'0')
+	}
+	if seq == 0 {
+		return 0, fmt.Errorf("reliable: bad publish ack %q", b)
+	}
+	return seq, nil
+}
+
+// put writes a record over revision rev (0: the jid's first record, which
+// fails if it has one), as KeyValue's Update and Create do, and returns the
+// new revision.
+func (s *store) put(ctx context.Context, jid string, r *record, rev uint64) (uint64, error) {
+	m := nats.NewMsg(s.kvPrefix + jid)
+	m.Data = encode(r)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	nrev, err := s.store(ctx, m)
+	if rev == 0 && conflict(err) {
+		// The key may only have a delete marker, which Create handles.
+		return s.kv.Create(ctx, jid, m.Data)
+	}
+	return nrev, err
+}
+
+// errExists: JOBS refused a job message because its subject has one.
+var errExists = errors.New("reliable: the job has a message already")
+
+// exists reports whether a publish was refused because the subject has a
+// message already (DiscardNewPerSubject).
+func exists(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == codeStoreFailed &&
+		strings.Contains(apiErr.Description, "maximum messages per subject")
+}
+
+// fromMessage returns the job as enqueued that a job message carries, nil
+// if it carries none.
+func fromMessage(msg jetstream.Msg) *record {
+	r, err := decodeMsg(msg.Data())
+	if err != nil {
+		return nil
+	}
+	return r
+}
+
+// ensurePublished publishes the record's message unless JOBS holds the one
+// of its current generation. It closes the window of a crash between a
+// Retry's record update and its publish (and repairs a purge from outside).
+// A duplicate message is harmless: the worker that claims the job records
+// the message's sequence and drops any other.
 func (s *store) ensurePublished(ctx context.Context, r *record) error {
-	_, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	m, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.jobs.GetLastMsgForSubject(ctx, s.jobSubject(r))
 	})
 	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if cur, derr := decodeMsg(m.Data); derr == nil && cur.JID == r.JID && cur.Gen == r.Gen {
+			return nil
+		}
+	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("reliable: look up message of %s: %w", r.JID, err)
 	}
 	// Publishing is the point here: retry it once if JOBS was missing.
-	ack, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (*jetstream.PubAck, error) {
-		return s.publish(ctx, r, r.msgID())
+	_, err = stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (uint64, error) {
+		return s.publish(ctx, r, true)
 	})
 	if err != nil {
 		return fmt.Errorf("reliable: publish %s: %w", r.JID, err)
-	}
-	if ack.Duplicate {
-		// A message with this id was stored less than 2 minutes ago and
-		// is gone (an operator purged it): publish under a fresh id.
-		if _, err := s.publish(ctx, r, r.msgID()+"#"+ulid.Make().String()); err != nil {
-			return fmt.Errorf("reliable: publish %s: %w", r.JID, err)
-		}
 	}
 	s.log.Info("reliable: job message re-published", "jid", r.JID, "state", r.State)
 	return nil
@@ -284,8 +417,25 @@ const scanOvertime = 5 * time.Second
 // that is not complete stops at that point (the sweep: a job rewritten
 // meanwhile is not stuck).
 func (s *store) scan(ctx context.Context, since time.Time, complete bool, fn func(*record) bool) error {
+	return s.scanStream(ctx, s.kvStream, "$KV."+s.kv.Bucket()+".>", decode, since, complete, fn)
+}
+
+// scanQueued calls fn with every job message of JOBS stored at or after
+// since (all when since is zero), as the job was enqueued (state queued,
+// revision 0). Messages are never rewritten in place, so the scan stops at
+// the stream's last sequence at its start.
+func (s *store) scanQueued(ctx context.Context, since time.Time, fn func(*record) bool) error {
+	return s.scanStream(ctx, s.bus.Name(Stream), s.bus.JobsWildcard(), decodeMsg, since, false, func(r *record) bool {
+		r.Revision = 0
+		return fn(r)
+	})
+}
+
+// scanStream reads the stream name's messages on filter with an ordered
+// consumer; see scan.
+func (s *store) scanStream(ctx context.Context, name, filter string, dec func([]byte) (*record, error), since time.Time, complete bool, fn func(*record) bool) error {
 	st, err := stream.RetryMissing(ctx, s.bus, func(ctx context.Context) (jetstream.Stream, error) {
-		return s.js.Stream(ctx, s.kvStream)
+		return s.js.Stream(ctx, name)
 	})
 	if err != nil {
 		return fmt.Errorf("reliable: scan: %w", err)
@@ -296,7 +446,7 @@ func (s *store) scan(ctx context.Context, since time.Time, complete bool, fn fun
 	}
 	last := info.State.LastSeq
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{"$KV." + s.kv.Bucket() + ".>"},
+		FilterSubjects:    []string{filter},
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		InactiveThreshold: 10 * time.Second,
 	}
@@ -304,7 +454,7 @@ func (s *store) scan(ctx context.Context, since time.Time, complete bool, fn fun
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &since
 	}
-	cons, err := s.js.OrderedConsumer(ctx, s.kvStream, cfg)
+	cons, err := s.js.OrderedConsumer(ctx, name, cfg)
 	if err != nil {
 		return fmt.Errorf("reliable: scan: %w", err)
 	}
@@ -329,7 +479,7 @@ func (s *store) scan(ctx context.Context, since time.Time, complete bool, fn fun
 			switch m.Headers().Get("KV-Operation") {
 			case "DEL", "PURGE":
 			default:
-				if r, err := decode(m.Data()); err == nil {
+				if r, err := dec(m.Data()); err == nil {
 					r.Revision = md.Sequence.Stream
 					if !fn(r) {
 						return ctx.Err()

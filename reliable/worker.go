@@ -56,10 +56,10 @@ type WorkerConfig struct {
 	// silently, when it is reached; jobs waiting for a delay or a back-off
 	// count towards it. Watch WorkerStats.AckPending against it.
 	MaxAckPending int
-	// SweepInterval is how often the worker looks for jobs whose message
-	// is missing from JOBS (a process killed between the KV Create and the
-	// publish of an Enqueue) and re-publishes them (default 1 minute;
-	// negative disables). The first sweep at Start reads the whole bucket,
+	// SweepInterval is how often the worker looks for queued jobs whose
+	// message is missing from JOBS (a Retry killed between its record
+	// update and its publish, a purge from outside) and re-publishes them
+	// (default 1 minute; negative disables). The first sweep at Start reads the whole bucket,
 	// later ones only records updated in the last few intervals.
 	SweepInterval time.Duration
 	// Logger (default slog.Default()).
@@ -102,7 +102,8 @@ type Worker struct {
 	sweepAge time.Duration // a record must be this old to be swept
 	pollWait time.Duration
 
-	sem chan struct{}
+	sem    chan struct{}
+	leases leases // deliveries being handled, for progressLoop
 
 	mu       sync.Mutex
 	started  bool
@@ -126,8 +127,8 @@ type Worker struct {
 // setting could not express, and deliveries that only wait for a delay or
 // take over a killed worker's job are not attempts of their own. The worker
 // that sees the last attempt fail records the job dead, copies it to
-// JOBS_DLQ and acks it, so no message is left in the work queue past its
-// last attempt and no advisory is needed.
+// JOBS_DLQ and acks it, so no delivery is pending past its last attempt
+// and no advisory is needed.
 func NewWorker(ctx context.Context, bus *stream.Bus, inv Invoker, cfg WorkerConfig) (*Worker, error) {
 	if inv == nil {
 		return nil, fmt.Errorf("%w: nil Invoker", ErrConfig)
@@ -173,6 +174,7 @@ func NewWorker(ctx context.Context, bus *stream.Bus, inv Invoker, cfg WorkerConf
 		sem:      make(chan struct{}, cfg.Concurrency),
 		inflight: make(map[uint64]struct{}),
 		stopCh:   make(chan struct{}),
+		leases:   leases{m: make(map[*delivery]struct{})},
 	}
 	w.hardCtx, w.hardStop = context.WithCancel(context.Background())
 	if err := w.provisionConsumers(ctx); err != nil {
@@ -206,7 +208,10 @@ func (w *Worker) provisionConsumers(ctx context.Context) error {
 		MaxAckPending: w.cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		// A server that is gone for good leaves its consumer behind for a
-		// day; its jobs stay in JOBS (work queue) until cancelled.
+		// day; its jobs stay queued until cancelled. One that comes back
+		// later gets a new consumer, which delivers its finished jobs'
+		// messages too (JOBS keeps them): each is acked unrun, as its
+		// record says.
 		InactiveThreshold: 24 * time.Hour,
 	})
 	if err != nil {
@@ -233,6 +238,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.loops.Add(2)
 	go w.fetchLoop(false)
 	go w.fetchLoop(true)
+	// Not counted in loops: it runs until Stop returns (hardCtx), for the
+	// jobs that Stop waits for.
+	go w.progressLoop()
 	if w.cfg.SweepInterval > 0 {
 		w.loops.Add(1)
 		go w.sweepLoop()
@@ -311,8 +319,9 @@ func (w *Worker) stopping() bool {
 }
 
 // fetchLoop pulls jobs. The shared loop reserves the free slots and takes
-// what is queued now with a no-wait pull of that many, so under load no job
-// waits in the client; when nothing is queued it waits for the next job with
+// what is queued, and what comes in within fillWait, with a pull of that
+// many, so under load no job waits in the client; when nothing came it waits
+// for the next job with
 // a pull of one, holding no slot (an idle worker must not sit on its slots
 // while targeted jobs come in). A job that arrives by a pull of one waits
 // for a slot, if none is free by then, signalling progress meanwhile. The
@@ -341,16 +350,16 @@ func (w *Worker) fetchLoop(targeted bool) {
 		w.mu.Unlock()
 		var err error
 		if targeted {
-			_, err = w.pull(cons, 1, false, false)
+			_, err = w.pull(cons, 1, w.pollWait, false)
 		} else {
 			n := w.reserve()
 			if n == 0 {
 				return // stopping
 			}
 			var got int
-			got, err = w.pull(cons, n, true, true)
+			got, err = w.pull(cons, n, fillWait, true)
 			if got == 0 && err == nil {
-				_, err = w.pull(cons, 1, false, false)
+				_, err = w.pull(cons, 1, w.pollWait, false)
 			}
 		}
 		if err != nil {
@@ -381,18 +390,18 @@ func (w *Worker) reserve() int {
 	return n
 }
 
-// pull fetches up to n jobs (noWait: only those queued now) and starts
+// fillWait is how long a pull of the free slots' worth of jobs waits for
+// more to come in (those that come are started at once): under a steady
+// trickle, one pull takes several jobs rather than one pull (a subscription
+// made and removed) per job.
+const fillWait = 5 * time.Millisecond
+
+// pull fetches up to n jobs, waiting at most wait for them, and starts
 // them. With reserved, n slots are held already and the unused ones are
 // released; otherwise each job first waits for a slot. It returns how many
 // messages arrived.
-func (w *Worker) pull(cons jetstream.Consumer, n int, noWait, reserved bool) (int, error) {
-	var batch jetstream.MessageBatch
-	var err error
-	if noWait {
-		batch, err = cons.FetchNoWait(n)
-	} else {
-		batch, err = cons.Fetch(n, jetstream.FetchMaxWait(w.pollWait))
-	}
+func (w *Worker) pull(cons jetstream.Consumer, n int, wait time.Duration, reserved bool) (int, error) {
+	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(wait))
 	if err != nil {
 		if reserved {
 			w.release(n)
@@ -474,26 +483,38 @@ func (w *Worker) release(n int) {
 	}
 }
 
-// keepAlive signals progress on msg every AckWait/3 until the returned func
-// is called.
-func (w *Worker) keepAlive(msg jetstream.Msg) func() {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(w.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
+// leases holds the deliveries being handled, for the progress loop: one
+// goroutine and one ticker per worker signal progress for all of them,
+// rather than one of each per job.
+type leases struct {
+	mu sync.Mutex
+	m  map[*delivery]struct{}
+}
+
+// progressLoop signals progress, every AckWait/3, on each delivery handled
+// for longer than that, so a running job (or one waiting for a slot) keeps
+// its message however long it runs.
+func (w *Worker) progressLoop() {
+	t := time.NewTicker(w.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.hardCtx.Done():
+			return
+		case now := <-t.C:
+			w.leases.mu.Lock()
+			due := make([]*delivery, 0, len(w.leases.m))
+			for d := range w.leases.m {
+				if now.Sub(d.since) >= w.cfg.AckWait/3 {
+					due = append(due, d)
+				}
+			}
+			w.leases.mu.Unlock()
+			for _, d := range due {
+				d.progress()
 			}
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+	}
 }
 
 // handle runs one delivery of a job message.
@@ -522,7 +543,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	subj := msg.Subject()
 	jid := subj[strings.LastIndexByte(subj, '.')+1:]
 
-	d := &delivery{Msg: msg, stop: sync.OnceFunc(w.keepAlive(msg))}
+	d := w.lease(msg)
 	defer d.stop()
 	r, rev, ok := w.claim(d, md, jid)
 	if !ok {
@@ -531,12 +552,47 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	w.run(d, r, rev)
 }
 
+// lease registers msg with the progress loop.
+func (w *Worker) lease(msg jetstream.Msg) *delivery {
+	d := &delivery{Msg: msg, since: time.Now(), l: &w.leases}
+	w.leases.mu.Lock()
+	w.leases.m[d] = struct{}{}
+	w.leases.mu.Unlock()
+	return d
+}
+
 // delivery is a message being handled: its progress signals stop before it
 // is acked or nak'd (a progress signal after a NakWithDelay would restart
 // the AckWait clock and override the delay).
 type delivery struct {
 	jetstream.Msg
-	stop func()
+	since time.Time
+	l     *leases
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+// progress signals progress unless the delivery was acked or nak'd.
+func (d *delivery) progress() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.stopped {
+		_ = d.Msg.InProgress()
+	}
+}
+
+// stop ends the progress signals (idempotent).
+func (d *delivery) stop() {
+	d.mu.Lock()
+	stopped := d.stopped
+	d.stopped = true
+	d.mu.Unlock()
+	if !stopped {
+		d.l.mu.Lock()
+		delete(d.l.m, d)
+		d.l.mu.Unlock()
+	}
 }
 
 func (d *delivery) Ack() error  { d.stop(); return d.Msg.Ack() }
@@ -547,34 +603,45 @@ func (d *delivery) NakWithDelay(delay time.Duration) error {
 	return d.Msg.NakWithDelay(delay)
 }
 
-// claim reads the job's record and decides what this delivery does. It
-// returns the record, claimed as running by this worker, when the job is to
-// run now; otherwise it has acked or nak'd msg itself.
+// claim decides what this delivery does. It returns the job's record,
+// claimed as running by this worker, when the job is to run now; otherwise
+// it has acked or nak'd msg itself.
+//
+// A job no worker has taken has no record: the message carries the job as
+// enqueued, and the claim creates the record (a KV Create, which fails if
+// the jid has a record: then the record decides). On a first delivery the
+// claim tries that Create without reading first.
 func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string) (*record, uint64, bool) {
 	seq := md.Sequence.Stream
-	// First try the record copy the message carries: if the record has
-	// not changed since the publish, the claim's compare-and-set succeeds
-	// without a read. Otherwise it fails and the loop reads the record.
-	copyRec, copyRev := fromMessage(msg)
+	enq := fromMessage(msg)
+	if enq != nil && enq.JID != jid {
+		enq = nil
+	}
+	fast := enq != nil && enq.Gen == 0 && md.NumDelivered == 1
 	for {
 		var r *record
 		var rev uint64
-		var err error
-		if copyRec != nil && md.NumDelivered == 1 {
-			r, rev, copyRec = copyRec, copyRev, nil
+		if fast {
+			fast = false
+			c := *enq
+			r = &c
 		} else {
+			var err error
 			ctx, cancel := opCtx()
 			r, rev, err = w.s.get(ctx, jid)
 			cancel()
-		}
-		if errors.Is(err, ErrNotFound) {
-			w.orphan(msg, md, jid)
-			return nil, 0, false
-		}
-		if err != nil {
-			w.log.Warn("reliable: read job", "jid", jid, "err", err)
-			_ = msg.NakWithDelay(time.Second)
-			return nil, 0, false
+			switch {
+			case errors.Is(err, ErrNotFound) && enq != nil:
+				c := *enq
+				r, rev = &c, 0
+			case errors.Is(err, ErrNotFound):
+				w.orphan(msg, jid)
+				return nil, 0, false
+			case err != nil:
+				w.log.Warn("reliable: read job", "jid", jid, "err", err)
+				_ = msg.NakWithDelay(time.Second)
+				return nil, 0, false
+			}
 		}
 		now := time.Now()
 		switch r.State {
@@ -599,7 +666,8 @@ func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string)
 			return nil, 0, false
 		}
 		if r.Seq != 0 && r.Seq != seq {
-			// A duplicate message of a job another message owns.
+			// A second message of a job another message owns (its jid
+			// enqueued again for another target or type).
 			_ = msg.Ack()
 			return nil, 0, false
 		}
@@ -618,7 +686,7 @@ func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string)
 			final = Dead
 		}
 		if final != "" {
-			r.State, r.Updated = final, now
+			r.State, r.Seq, r.Updated = final, seq, now
 			if _, err := w.cas(jid, r, rev); err != nil {
 				if errors.Is(err, errLost) {
 					continue
@@ -630,6 +698,7 @@ func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string)
 			return nil, 0, false
 		}
 		if wait := r.NotBefore.Sub(now); wait > 5*time.Millisecond {
+			// Not due: nothing to write, the message waits.
 			_ = msg.NakWithDelay(wait)
 			return nil, 0, false
 		}
@@ -648,20 +717,12 @@ func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string)
 	}
 }
 
-// orphan handles a message whose record does not exist. That happens when
-// an Enqueue's publish failed (or seemed to) and it removed the record: the
-// job was not enqueued. The message is kept for orphanGrace, longer than the
-// Nats-Msg-Id window, in case the caller enqueues the jid again (its publish
-// is then dropped as a duplicate and this message is the job's), and then
-// removed.
-func (w *Worker) orphan(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string) {
-	age := time.Since(md.Timestamp)
-	if age < orphanGrace {
-		_ = msg.NakWithDelay(min(orphanGrace-age, 30*time.Second))
-		return
-	}
-	w.log.Warn("reliable: dropping a job message that has no record", "jid", jid, "age", age)
-	_ = msg.Ack()
+// orphan handles a message that carries no job and whose jid has no
+// record: it was not published by Enqueue, Retry or a sweep (a message
+// published from outside). It is dropped.
+func (w *Worker) orphan(msg jetstream.Msg, jid string) {
+	w.log.Warn("reliable: dropping a message that carries no job", "jid", jid, "subject", msg.Subject())
+	_ = msg.Term()
 }
 
 // run invokes a claimed job and records the outcome.
@@ -669,8 +730,9 @@ func (w *Worker) run(msg jetstream.Msg, r *record, rev uint64) {
 	w.running.Add(1)
 	defer w.running.Add(-1)
 	ctx := w.hardCtx
-	// The enqueuer's propagated values (package propagate).
-	if b := msg.Headers().Get(stream.BaggageHeader); b != "" {
+	// The enqueuer's propagated values (package propagate), as stored
+	// with the job: not those of whoever published this message.
+	if b := r.Baggage; b != "" {
 		var err error
 		if ctx, err = propagate.FromHeader(ctx, b); err != nil {
 			w.log.Warn("reliable: propagated values dropped", "jid", r.JID, "err", err)
@@ -796,12 +858,11 @@ var errLost = errors.New("reliable: record changed by another writer")
 // applied), it succeeded; if it is another, errLost. A store out of reach is
 // retried until AckWait has passed.
 func (w *Worker) cas(jid string, r *record, rev uint64) (uint64, error) {
-	val := encode(r)
 	until := time.Now().Add(w.cfg.AckWait)
 	delay := 50 * time.Millisecond
 	for {
 		ctx, cancel := opCtx()
-		nrev, err := w.s.kv.Update(ctx, jid, val, rev)
+		nrev, err := w.s.put(ctx, jid, r, rev)
 		cancel()
 		if err == nil {
 			return nrev, nil
@@ -810,6 +871,9 @@ func (w *Worker) cas(jid string, r *record, rev uint64) (uint64, error) {
 		cur, crev, gerr := w.s.get(ctx, jid)
 		cancel()
 		switch {
+		case errors.Is(gerr, ErrNotFound) && rev == 0:
+			// The Create failed and there is still no record: the
+			// store is out of reach, or was re-created empty.
 		case errors.Is(gerr, ErrNotFound):
 			return 0, errLost
 		case gerr == nil && crev != rev:
@@ -860,7 +924,8 @@ func (w *Worker) sweepLoop() {
 }
 
 // sweep re-publishes the non-terminal jobs of the worker's type, last
-// updated more than sweepAge ago, that have no message in JOBS.
+// updated more than sweepAge ago, whose message of their generation is not
+// in JOBS (missing, or the one a Retry did not get to replace).
 func (w *Worker) sweep(ctx context.Context, since time.Time) error {
 	now := time.Now()
 	var todo []*record
@@ -874,8 +939,13 @@ func (w *Worker) sweep(ctx context.Context, since time.Time) error {
 		return err
 	}
 	for _, r := range todo {
-		if _, err := w.s.jobs.GetLastMsgForSubject(ctx, w.s.jobSubject(r)); !errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // present, or the store is out of reach
+		m, err := w.s.jobs.GetLastMsgForSubject(ctx, w.s.jobSubject(r))
+		if err == nil {
+			if q, derr := decodeMsg(m.Data); derr == nil && q.JID == r.JID && q.Gen == r.Gen {
+				continue // its message is there
+			}
+		} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // the store is out of reach
 		}
 		cur, rev, err := w.s.get(ctx, r.JID)
 		if err != nil || rev != r.Revision {
