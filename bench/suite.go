@@ -721,6 +721,7 @@ func buildRows(r *Results) []Row {
 			Nopal: j.JobsPerSec, Target: "≥ 20000", OK: okp(j.JobsPerSec >= 20000), prec: 0})
 		rows = append(rows, Row{Scenario: sc, Metric: "raw JetStream publish+consume (msg/s)", Nopal: j.RawPerSec, prec: 0})
 		rows = append(rows, Row{Scenario: sc, Metric: "jobs/s / raw msg/s", Nopal: j.JobsOverRawRate, Target: "≥ 0.5", OK: okp(j.JobsOverRawRate >= 0.5), prec: 2})
+		rows = append(rows, Row{Scenario: sc, Metric: "JetStream writes per job (JOBS + jobs bucket)", Nopal: j.WritesPerJob, prec: 2})
 		rows = append(rows, Row{Scenario: sc, Metric: "server CPU per job, NATS + worker (µs)", Nopal: j.ServerCPUUsPerJob, prec: 1})
 		rows = append(rows, Row{Scenario: sc, Metric: "server CPU per raw message (µs)", Nopal: j.RawCPUUsPerMsg, prec: 1})
 		rows = append(rows, Row{Scenario: sc, Metric: fmt.Sprintf("jobs succeeded (of %d)", j.Jobs), Nopal: float64(j.Succeeded),
