@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -116,8 +117,9 @@ func ensureNofile(need uint64) (limit uint64, raisedHard bool, err error) {
 // serveControl reads stdin line by line until EOF, then cancels: the
 // servers of the chat scenario stop when the suite closes their stdin, like
 // the others, and take "profile-start" / "profile-stop" lines to profile
-// exactly the measured window, and "heap-profile" to write a heap profile
-// (after a GC) to memprofile. SIGTERM and SIGINT cancel too.
+// exactly the measured window, "heap-profile" to write a heap profile
+// (after a GC) to memprofile, and "gc" to collect garbage and return the
+// freed memory to the OS (bench idle). SIGTERM and SIGINT cancel too.
 func serveControl(stdin io.Reader, cpuprofile, memprofile string, log *slog.Logger, stderr io.Writer) (context.Context, func() error) {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var mu sync.Mutex
@@ -159,6 +161,11 @@ func serveControl(stdin io.Reader, cpuprofile, memprofile string, log *slog.Logg
 				if err := stopProfile(); err != nil {
 					log.Error("cpu profile", "err", err)
 				}
+			case "gc":
+				// The steady state of idle connections: garbage collected
+				// and freed memory returned to the OS (bench idle).
+				debug.FreeOSMemory()
+				printMemStats(stderr, "after a GC and returning freed memory")
 			case "heap-profile":
 				if memprofile == "" {
 					continue
@@ -184,15 +191,22 @@ func writeHeapProfile(path string, w io.Writer) error {
 		return err
 	}
 	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(w, "heap profile after a GC: heap in use %d KB (live objects %d KB), goroutine stacks %d KB in %d goroutines, heap idle not returned to the OS %d KB, runtime total from the OS %d KB\n",
-		ms.HeapInuse>>10, ms.HeapAlloc>>10, ms.StackInuse>>10, runtime.NumGoroutine(), (ms.HeapIdle-ms.HeapReleased)>>10, ms.Sys>>10)
+	printMemStats(w, "heap profile after a GC")
 	if err := pprof.WriteHeapProfile(f); err != nil {
 		_ = f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// printMemStats prints where the process's memory is: the heap in use,
+// goroutine stacks, and what the runtime holds but has not returned to
+// the OS.
+func printMemStats(w io.Writer, when string) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(w, "%s: heap in use %d KB (live objects %d KB), goroutine stacks %d KB in %d goroutines, heap idle not returned to the OS %d KB, runtime total from the OS %d KB\n",
+		when, ms.HeapInuse>>10, ms.HeapAlloc>>10, ms.StackInuse>>10, runtime.NumGoroutine(), (ms.HeapIdle-ms.HeapReleased)>>10, ms.Sys>>10)
 }
 
 // chatServerFlags are the flags both chat servers take.

@@ -149,6 +149,26 @@
 // connections as fit and says so in its log, its header and the
 // "connections held" row (with a hard limit of 20,000: 19,984).
 //
+// # The idle command
+//
+//	go run ./bench idle                                  # 20,000 idle conns, half WebSocket
+//	go run ./bench idle -conns 5000 -settle 5s -memprofile /tmp/heap.pprof
+//	go run ./bench idle -floor=false -server-exe /tmp/old-bench  # another build's server
+//
+// `bench idle` opens -conns connections (the chat command's ramp: -ws 0.5
+// WebSockets, dial, upgrade, handshake, room.join) to a chat-floor, then to
+// a chat-server, and leaves them idle for -settle (5 s: longer than the
+// frontend's Config.ParkIdle, 2 s, after which an idle connection holds no
+// reader goroutine). It samples the server's RSS then, and again after
+// telling the server "gc" on its stdin (runtime.GC, then
+// debug.FreeOSMemory: the freed goroutine stacks go back to the OS, as the
+// runtime's scavenger does on its own after its next collection), and
+// prints both per connection beside the floor's. -server-exe runs the
+// servers from another bench binary (a build before a change) under the
+// same load generator; a server without the "gc" line reports its RSS
+// after one more second. -memprofile writes the Nopal server's heap
+// profile (after a GC) before the "gc" line.
+//
 // # How it measures
 //
 // The suite builds nothing for scenarios 1–3 and 5–10: it re-executes its
@@ -199,9 +219,12 @@
 //     machine the load generator and the server share the cores, so req/s
 //     measures both; CPU per request is the server's alone and is the
 //     steadier figure. The JSON also holds the user/system split, the
-//     server's context switches per request and the load generator's own
-//     CPU time per request (the progress log prints them too): server and
-//     client CPU per request × req/s says how busy the cores were.
+//     server's context switches per request, its read and write system
+//     calls per request (syscr + syscw of /proc/PID/io: how many socket
+//     reads and writes a request costs, batching included) and the load
+//     generator's own CPU time per request (the progress log prints them
+//     too): server and client CPU per request × req/s says how busy the
+//     cores were.
 //  3. Idle connections. -idle connections, spread over the source
 //     addresses 127.0.0.2 … 127.0.0.9, each handshaken (Nopal answered its
 //     handshake and got the ack) or, for the floor, answered one echoed

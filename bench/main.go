@@ -77,6 +77,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdChatServer(args[1:], stdin, stdout, stderr)
 	case "chat-floor":
 		return cmdChatFloor(args[1:], stdin, stdout, stderr)
+	case "idle":
+		return cmdIdleConns(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -37,8 +37,10 @@ var (
 
 // agent runs one client connection: a reader goroutine that handles the
 // connection's packets in order (so one session's requests run in arrival
-// order), and a send queue drained by a writer goroutine that exists only
-// while there is something to write. An idle connection costs one goroutine.
+// order) and parks when the connection is idle, and a bounded send queue
+// written by the frontend's writer pool without blocking, or by a writer
+// goroutine of its own while its socket is full. An idle parked
+// connection costs no goroutine.
 type agent struct {
 	f        *Frontend
 	conn     PlayerConn
@@ -50,13 +52,36 @@ type agent struct {
 	badInput bool // closed for bad input: the session is not kept (reader only)
 	maxBody  int  // the connection's packet bound, 0: none; payloads inflate no further
 
-	mu       sync.Mutex
-	queue    [][]byte
-	spare    [][]byte
+	ctx context.Context // the frontend's, for the reader started again after a park
+	// sock is the socket the connection's reads come from, nil when it
+	// cannot be parked (park.go); parkReq is the sweep's request to park.
+	sock    *net.TCPConn
+	parkReq atomic.Bool
+	// pollID and pollAdded are the poller's (under its lock).
+	pollID    uint32
+	pollAdded bool
+
+	// raw is the connection's socket for writes that must not block
+	// (nil: TLS or a connection of another kind; a writer goroutine
+	// writes to it); rc is its raw connection, made on first use by the
+	// writer pool.
+	raw socketConn
+	rc  syscall.RawConn
+
+	mu    sync.Mutex
+	queue [][]byte
+	spare [][]byte
+	// queued is the bytes of queue and rest, held until written: bounded
+	// by Config.SendQueueBytes, and counted in the frontend's total.
+	queued int
+	// rest is the tail of a non-blocking write the socket did not take
+	// whole: the writer goroutine writes it first, as it is.
+	rest     net.Buffers
 	writing  bool
 	closing  bool // close once the queue is written
 	closed   bool
 	busy     bool // a request is being handled
+	parked   bool // no reader: the poller waits for the client's bytes
 	draining bool
 	deadline int64 // unix nanoseconds when the write deadline was last set (the writer's)
 }
@@ -88,36 +113,129 @@ func (a *agent) Close() error {
 		return nil
 	}
 	a.closed = true
-	a.queue = nil
+	a.queue, a.rest = nil, nil
+	a.account(-a.queued)
+	parked := a.parked
+	a.parked = false
 	a.mu.Unlock()
+	if parked {
+		defer a.closeParked()
+	}
 	return a.conn.Close()
 }
 
-// send queues a packet for the writer. A full queue means the client does
-// not read fast enough: it is disconnected rather than allowed to hold
-// memory or block the sender.
+// send queues a packet for the writer. A connection with nothing waiting
+// is handed to the frontend's writer pool, whose writers write what is
+// queued without blocking (socket.go): no goroutine is started for a
+// push, a broadcast never waits for a socket, and pushes that arrive
+// while a connection waits for its writer leave in one writev. What the
+// socket does not take goes to a writer goroutine of the connection's
+// own, which blocks up to WriteTimeout.
+//
+// A queue over its bounds (SendQueueSize packets, SendQueueBytes bytes,
+// or the frontend's SendBudget) means the client does not read fast
+// enough: it is disconnected rather than allowed to hold memory or block
+// the sender.
 func (a *agent) send(pkt []byte) error {
 	a.mu.Lock()
 	if a.closed || a.closing {
 		a.mu.Unlock()
 		return ErrConnClosed
 	}
-	if len(a.queue) >= a.f.cfg.SendQueueSize {
+	if a.overBudget(len(pkt)) {
 		a.mu.Unlock()
-		a.f.stats.SlowClients.Add(1)
-		s := a.session()
-		a.f.log.Warn("closing slow client", "session", s.ID(), "uid", s.UID(), "remote", a.conn.RemoteAddr())
-		_ = a.Close()
+		a.slow()
 		return ErrSlowClient
 	}
 	a.queue = append(a.queue, pkt)
+	a.account(len(pkt))
 	start := !a.writing
 	a.writing = true
 	a.mu.Unlock()
 	if start {
-		go a.write()
+		a.f.schedule(a)
 	}
 	return nil
+}
+
+// overBudget reports whether queueing n more bytes passes a bound. A
+// packet is queued whole even if it alone is larger than SendQueueBytes:
+// the byte bounds apply to a client that already has something waiting.
+// Past the frontend's SendBudget, the clients cut are those at least as
+// far behind as the average of the clients with a backlog: the one that
+// stopped reading, not one that is a packet behind at that moment.
+// The caller holds mu.
+func (a *agent) overBudget(n int) bool {
+	cfg := &a.f.cfg
+	if len(a.queue) >= cfg.SendQueueSize {
+		return true
+	}
+	if a.queued == 0 {
+		return false
+	}
+	if a.queued+n > cfg.SendQueueBytes {
+		return true
+	}
+	if cfg.SendBudget <= 0 {
+		return false
+	}
+	total := a.f.queued.Load()
+	if total+int64(n) <= cfg.SendBudget {
+		return false
+	}
+	k := a.f.backlogged.Load()
+	return k > 0 && int64(a.queued)*k >= total
+}
+
+// account adds n bytes (negative: removes) to the connection's and the
+// frontend's queued bytes. The caller holds mu.
+func (a *agent) account(n int) {
+	if n == 0 {
+		return
+	}
+	was := a.queued
+	a.queued += n
+	a.f.queued.Add(int64(n))
+	switch {
+	case was == 0 && a.queued > 0:
+		a.f.backlogged.Add(1)
+	case was > 0 && a.queued == 0:
+		a.f.backlogged.Add(-1)
+	}
+}
+
+// slow disconnects a client whose queue is over its bounds.
+func (a *agent) slow() {
+	a.f.stats.SlowClients.Add(1)
+	s := a.session()
+	a.f.log.Warn("closing slow client", "session", s.ID(), "uid", s.UID(), "remote", a.conn.RemoteAddr())
+	_ = a.Close()
+}
+
+// afterWrite ends a write made by the reader (reply): the writers take
+// over what was queued meanwhile, or the connection closes if it was to
+// close once written. The caller holds mu, which afterWrite releases.
+func (a *agent) afterWrite() {
+	if !a.closed && (len(a.queue) > 0 || len(a.rest) > 0) {
+		a.mu.Unlock()
+		a.f.schedule(a)
+		return
+	}
+	a.writing = false
+	closing := a.closing && !a.closed
+	a.mu.Unlock()
+	if closing {
+		_ = a.Close()
+	}
+}
+
+// buffersLen is the bytes in b.
+func buffersLen(b net.Buffers) int {
+	n := 0
+	for _, p := range b {
+		n += len(p)
+	}
+	return n
 }
 
 // sendAll queues pkts in order, whatever the queue holds: what a resumed
@@ -129,11 +247,16 @@ func (a *agent) sendAll(pkts [][]byte) {
 		return
 	}
 	a.queue = append(a.queue, pkts...)
+	n := 0
+	for _, p := range pkts {
+		n += len(p)
+	}
+	a.account(n)
 	start := !a.writing
 	a.writing = true
 	a.mu.Unlock()
 	if start {
-		go a.write()
+		a.f.schedule(a)
 	}
 }
 
@@ -162,16 +285,9 @@ func (a *agent) reply(pkt []byte) error {
 		a.f.log.Debug("write failed: closing", "session", a.session().ID(), "err", err)
 		_ = a.Close()
 	}
-	// Hand over to a writer goroutine whatever was queued meanwhile.
+	// Hand over to a writer whatever was queued meanwhile.
 	a.mu.Lock()
-	more := len(a.queue) > 0 || a.closing
-	if !more {
-		a.writing = false
-	}
-	a.mu.Unlock()
-	if more {
-		go a.write()
-	}
+	a.afterWrite()
 	return err
 }
 
@@ -202,7 +318,10 @@ func (a *agent) closeAfterFlush() {
 	}
 }
 
+// write is the writer goroutine: it writes what is queued, blocking up to
+// WriteTimeout per write, until the queue is empty.
 func (a *agent) write() {
+	var hdr []byte
 	for {
 		a.mu.Lock()
 		if a.closed {
@@ -210,7 +329,7 @@ func (a *agent) write() {
 			a.mu.Unlock()
 			return
 		}
-		if len(a.queue) == 0 {
+		if len(a.queue) == 0 && len(a.rest) == 0 {
 			a.writing = false
 			closing := a.closing
 			a.mu.Unlock()
@@ -219,12 +338,25 @@ func (a *agent) write() {
 			}
 			return
 		}
-		batch := a.queue
-		a.queue, a.spare = a.spare[:0], nil
+		batch, rest := a.queue, a.rest
+		a.queue, a.spare, a.rest = a.spare[:0], nil, nil
+		held := a.queued
 		a.mu.Unlock()
 
 		err := a.armWrite()
-		if err == nil {
+		switch {
+		case err != nil:
+		case a.raw != nil:
+			// The socket itself: the tail of a non-blocking write first,
+			// then the batch, framed, in one writev.
+			bufs := make(net.Buffers, 0, len(rest)+2*len(batch))
+			bufs = append(bufs, rest...)
+			bufs, hdr = a.raw.appendFrames(bufs, hdr[:0], batch)
+			_, err = bufs.WriteTo(a.raw.socket())
+		default:
+			if len(rest) > 0 {
+				panic("frontend: a non-blocking write on a connection without a socket")
+			}
 			if bw, ok := a.conn.(BatchWriter); ok {
 				err = bw.WriteBatch(batch)
 			} else {
@@ -241,7 +373,15 @@ func (a *agent) write() {
 			continue
 		}
 		clear(batch)
+		if cap(hdr) > 4<<10 {
+			hdr = nil
+		}
 		a.mu.Lock()
+		if !a.closed {
+			// What was held when the batch was taken is written; what
+			// was queued since stays counted.
+			a.account(-held)
+		}
 		if a.spare == nil {
 			a.spare = batch[:0]
 		}
@@ -251,19 +391,38 @@ func (a *agent) write() {
 
 // run reads and handles packets until the connection ends.
 func (a *agent) run(ctx context.Context) {
-	// One context with the session for the connection's life (until a
-	// resume changes the session), not one allocated per message.
-	defer a.cleanup()
-	cur := a.link()
-	sctx := session.NewContext(ctx, cur.sess)
+	a.ctx = ctx
 	a.lastSeen.Store(time.Now().UnixNano())
+	a.read()
+}
+
+// read is the reader goroutine: it reads and handles packets until the
+// connection ends, or until it parks (then it ends, and the poller starts
+// it again on the client's next bytes).
+func (a *agent) read() {
+	parked := false
+	defer func() {
+		if !parked {
+			a.cleanup()
+		}
+	}()
+	// One context with the session for the reader's life (until a resume
+	// changes the session), not one allocated per message.
+	cur := a.link()
+	sctx := session.NewContext(a.ctx, cur.sess)
 	var msg codec.Message
 	for {
 		if l := a.link(); l != cur {
-			cur, sctx = l, session.NewContext(ctx, l.sess)
+			cur, sctx = l, session.NewContext(a.ctx, l.sess)
 		}
 		pkt, err := a.conn.GetNextMessage()
 		if err != nil {
+			if a.parkWanted(err) {
+				if parked = a.park(); parked {
+					return
+				}
+				continue
+			}
 			var rl *RateLimitedError
 			if errors.As(err, &rl) {
 				a.answerRateLimited(rl.Packet, &msg)
@@ -350,6 +509,7 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 	}
 	if a.hsTimer != nil {
 		a.hsTimer.Stop()
+		a.hsTimer = nil // not kept for the connection's life
 	}
 	// The state changes once the response is queued: the heartbeat ticker
 	// sends only to handshaken connections, and must not get ahead of it.
@@ -357,7 +517,13 @@ func (a *agent) handshake(ctx context.Context, body []byte) bool {
 		a.state.Store(stateHandshaken)
 		return true
 	}
-	resp, err := a.f.handshakeResponse(a.link(), false)
+	// Under the link's lock: the token it gives is the one a resume on
+	// another connection checks and replaces under that lock (the client
+	// passing it over the network is no synchronisation Go can see).
+	l := a.link()
+	l.mu.Lock()
+	resp, err := a.f.handshakeResponse(l, false)
+	l.mu.Unlock()
 	if err != nil {
 		a.f.log.Error("handshake response", "err", err)
 		return false
@@ -475,6 +641,7 @@ func (a *agent) cleanup() {
 		a.hsTimer.Stop()
 	}
 	_ = a.Close()
+	a.unpoll()
 	// The session is suspended if its client may resume it; otherwise its
 	// close callbacks run before the frontend forgets the connection, so
 	// that Shutdown returns only after they have run.

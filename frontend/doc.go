@@ -5,11 +5,18 @@
 //
 // Per connection: one reader goroutine handles the client's packets in
 // arrival order, so one session's requests run one after the other while
-// different sessions run in parallel. Outgoing packets go through a bounded
-// send queue written by a goroutine that only exists while there is
-// something to send, with a write deadline; a client whose queue fills is
-// disconnected and never slows down anyone else. An idle connection holds
-// one goroutine and no read buffer.
+// different sessions run in parallel. A connection silent for
+// Config.ParkIdle gives its reader back: the frontend's poller waits for
+// the client's next bytes and starts a reader again (Linux, plain TCP and
+// WebSocket), so an idle connection holds no goroutine and no read buffer.
+// Outgoing packets go through a send queue bounded in packets and bytes
+// (and, optionally, a budget for the whole frontend); a connection with
+// something queued joins the line of the frontend's writer pool, a few
+// goroutines that write a connection's whole queue with one non-blocking
+// writev, and only what the socket does not take is left to a writer
+// goroutine of the connection's own, with a write deadline. A client whose
+// queue passes a bound is disconnected and never slows down anyone else: a
+// broadcast never waits for a socket.
 //
 // Rules of the protocol enforced here: a Data packet before the
 // HandshakeAck, a second handshake, an unknown packet type, an oversized or
@@ -57,13 +64,19 @@
 //   - frontend.go: [Frontend] and [Config]: accepting connections, the
 //     heartbeat ticker, Shutdown (drain), PushToUsers.
 //   - acceptor.go, ws.go: the TCP and WebSocket acceptors and their
-//     connections ([PlayerConn]).
+//     connections ([PlayerConn]); wsconn.go: WebSocket frames, read and
+//     written here after the upgrade (gorilla/websocket answers the
+//     upgrade only).
+//   - socket.go: the writer pool and its writes that cannot block,
+//     straight to a connection's socket; park.go: idle connections giving their reader back, and the
+//     poller (epoll) that wakes them.
 //   - proxy.go: client addresses behind a load balancer: the PROXY protocol
 //     ([WithProxyProtocol], with github.com/pires/go-proxyproto) and
 //     forwarding headers ([WithTrustedProxies], [WithForwardedHeader]).
 //   - wrapper.go: acceptor wrappers ([Wrapper]) and the [RateLimiter].
 //   - agent.go: the agent, one per connection: the reader (handshake,
-//     packets, requests in order) and the bounded send queue and its writer.
+//     packets, requests in order), the bounded send queue and the writer
+//     goroutine of a connection whose socket is full.
 //   - link.go: the link, one per session, outliving its connections: the
 //     session.Conn of the session, push numbering, kept pushes for replay,
 //     suspension and the end of the session. The frontend finds a session's

@@ -64,8 +64,32 @@ type Config struct {
 	// SendQueueSize bounds the packets waiting to be written to one client
 	// (default 512); a client that lets it fill is disconnected.
 	SendQueueSize int
+	// SendQueueBytes bounds the bytes waiting to be written to one client
+	// (default 1 MiB); a client with packets waiting that would pass it
+	// is disconnected like one whose queue is full. It bounds what a slow
+	// client holds when packets are large, where SendQueueSize alone let
+	// an overloaded frontend grow to 924 MB (BENCHMARKS.md). A single
+	// packet larger than it still goes to a client with nothing waiting.
+	SendQueueBytes int
+	// SendBudget bounds the bytes waiting in all send queues of the
+	// frontend together (0, the default: no bound beyond SendQueueBytes
+	// per client). Past it, a client with at least the average backlog of
+	// the clients that have one is disconnected rather than given more (a
+	// client that stopped reading, not one a packet behind); a client
+	// with nothing waiting still gets its packet. A push to many clients
+	// counts once per client though its bytes are shared, so this is an
+	// upper bound of the memory held.
+	SendBudget int64
 	// WriteTimeout bounds one write to a client (default 10 s).
 	WriteTimeout time.Duration
+	// ParkIdle is how long a connection may send nothing before its
+	// reader goroutine is given back (default 2 s; negative: never): the
+	// frontend's poller waits for the client's next bytes instead, and a
+	// reader starts again when they come. An idle connection then costs
+	// no goroutine stack (4–8 KiB each). Only plain TCP and WebSocket
+	// connections on Linux park; TLS, the PROXY protocol and custom
+	// connections keep their reader.
+	ParkIdle time.Duration
 	// HandshakeValidators run on every handshake.
 	HandshakeValidators []HandshakeValidator
 	// OnHandled, if set, is called after each request or notify.
@@ -105,8 +129,14 @@ func (c *Config) defaults() error {
 	if c.SendQueueSize == 0 {
 		c.SendQueueSize = 512
 	}
+	if c.SendQueueBytes == 0 {
+		c.SendQueueBytes = 1 << 20
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.ParkIdle == 0 {
+		c.ParkIdle = 2 * time.Second
 	}
 	if c.ID == "" {
 		c.ID = "fe-" + newSecret()[:8]
@@ -115,7 +145,8 @@ func (c *Config) defaults() error {
 	if c.Resume, err = c.Resume.Resolved(); err != nil {
 		return err
 	}
-	if c.Heartbeat < 0 || c.HandshakeTimeout < 0 || c.SendQueueSize < 0 || c.WriteTimeout < 0 {
+	if c.Heartbeat < 0 || c.HandshakeTimeout < 0 || c.SendQueueSize < 0 || c.SendQueueBytes < 0 ||
+		c.SendBudget < 0 || c.WriteTimeout < 0 {
 		return errors.New("frontend: negative durations or sizes in Config")
 	}
 	return nil
@@ -136,6 +167,7 @@ type Stats struct {
 	ResumeFailed      atomic.Int64 // resumes refused: the client got a fresh session
 	Expired           atomic.Int64 // suspended sessions that ended unresumed
 	Moved             atomic.Int64 // sessions handed over to another frontend
+	Parked            atomic.Int64 // times an idle connection gave its reader goroutine back (ParkIdle)
 }
 
 // Frontend serves clients over its acceptors.
@@ -152,6 +184,12 @@ type Frontend struct {
 	hsSys                         codec.HandshakeResponseSys
 
 	conns sync.WaitGroup
+	// queued is the bytes in all send queues (Config.SendBudget), and
+	// backlogged the connections with some.
+	queued, backlogged atomic.Int64
+	park               parking
+	// wq is the line of connections waiting for a writer of the pool.
+	wq chan *agent
 
 	// links are the links of this frontend's sessions, by the Conn they
 	// gave their session: how a session found in the pool leads to its
@@ -186,6 +224,7 @@ func New(cfg Config) (*Frontend, error) {
 		links:     make(map[session.Conn]*link),
 		suspended: make(map[*link]struct{}),
 		moved:     make(map[string]*tombstone),
+		wq:        make(chan *agent, 1<<16), // 512 KiB: a broadcast to every connection waits in line
 	}
 	hb := int(math.Ceil(cfg.Heartbeat.Seconds()))
 	if hb < 1 {
@@ -267,6 +306,13 @@ func (f *Frontend) Start(ctx context.Context) error {
 		}()
 	}
 	go f.heartbeats(ctx)
+	for range writers() {
+		go f.writer(ctx)
+	}
+	if f.cfg.ParkIdle > 0 && parkSupported {
+		f.park.ctx = ctx
+		go f.parkSweep(ctx)
+	}
 	return nil
 }
 
@@ -276,9 +322,17 @@ func (f *Frontend) accept(ctx context.Context, c PlayerConn) {
 		go f.refuse(c)
 		return
 	}
-	a := &agent{f: f, conn: c, maxBody: maxPacketSize(c)}
+	a := &agent{f: f, conn: c, maxBody: maxPacketSize(c), raw: socketOf(c), sock: readSocketOf(c)}
+	if cc, ok := c.(controlled); ok {
+		cc.setControl(a.send)
+	}
 	l := f.newLink(a)
-	l.sess = f.pool.New(l)
+	// The link is in the frontend's table already: its session is set
+	// under its lock, as readers of the table (TokenOf) read it.
+	s := f.pool.New(l)
+	l.mu.Lock()
+	l.sess = s
+	l.mu.Unlock()
 	a.lk.Store(l)
 	f.mu.Lock()
 	if f.draining {
