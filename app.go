@@ -54,10 +54,16 @@ type Config struct {
 	// MaxConnections bounds the client connections of the frontend (0: no
 	// bound); past it a client's handshake is refused with code 503.
 	MaxConnections int
-	// SendQueueSize and WriteTimeout bound what a slow client may hold
-	// (defaults 512 packets, 10 s).
-	SendQueueSize int
-	WriteTimeout  time.Duration
+	// SendQueueSize, SendQueueBytes, SendBudget and WriteTimeout bound what
+	// slow clients may hold (frontend.Config: 512 packets and 1 MiB per
+	// client, no frontend-wide budget, 10 s per write).
+	SendQueueSize  int
+	SendQueueBytes int
+	SendBudget     int64
+	WriteTimeout   time.Duration
+	// ParkIdle: a connection silent this long gives its reader goroutine
+	// back until it sends again (frontend.Config; default 2 s, <0: never).
+	ParkIdle time.Duration
 	// Resume configures session resume: a client whose connection drops
 	// may come back within Resume.Grace (default 30 s), to any frontend of
 	// the cluster, and take its session over with the pushes it missed.
@@ -413,6 +419,9 @@ func (a *App) startFrontend(ctx context.Context) error {
 		Heartbeat:           a.cfg.Heartbeat,
 		HandshakeTimeout:    a.cfg.HandshakeTimeout,
 		SendQueueSize:       a.cfg.SendQueueSize,
+		SendQueueBytes:      a.cfg.SendQueueBytes,
+		SendBudget:          a.cfg.SendBudget,
+		ParkIdle:            a.cfg.ParkIdle,
 		MaxConnections:      a.cfg.MaxConnections,
 		WriteTimeout:        a.cfg.WriteTimeout,
 		HandshakeValidators: a.validators,

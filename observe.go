@@ -43,7 +43,7 @@ func (a *App) metricsSample() (s metrics.Sample) {
 		st := fe.Stats()
 		s.HasFrontend, s.Connected, s.Malformed = true, st.Connected.Load(), st.Malformed.Load()
 		s.HandshakeFailed, s.HeartbeatTimeouts = st.HandshakeFailed.Load(), st.HeartbeatTimeouts.Load()
-		s.SlowClients, s.Refused = st.SlowClients.Load(), st.Refused.Load()
+		s.SlowClients, s.Refused, s.Parked = st.SlowClients.Load(), st.Refused.Load(), st.Parked.Load()
 	}
 	if c := a.cluster(); c != nil {
 		st := c.Stats()

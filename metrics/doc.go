@@ -60,6 +60,7 @@
 //	<ns>_acceptor_handshake_failures        counter    -                           AddHandshakeFailures    HandshakeFailures
 //	<ns>_acceptor_heartbeat_timeouts        counter    -                           AddHeartbeatTimeouts    HeartbeatTimeouts
 //	<ns>_acceptor_slow_clients              counter    -                           AddSlowClients          SlowClients
+//	<ns>_acceptor_parked_connections        counter    -                           AddParkedConnections    ParkedConnections
 //	<ns>_acceptor_refused_connections   counter    -                           AddRefusedConnections   RefusedConnections
 //	<ns>_service_discovery_count_servers    gauge      type                        SetServerCount          CountServers
 //	<ns>_rpc_server_dropped_messages        gauge      -                           IncDroppedMessages      DroppedMessages

@@ -36,6 +36,10 @@ const (
 	// SlowClients is a counter of clients disconnected because their send
 	// queue filled (a Nopal addition).
 	SlowClients = "acceptor_slow_clients"
+	// ParkedConnections is a counter of the times an idle connection gave
+	// its reader goroutine back (frontend.Config.ParkIdle; a Nopal
+	// addition).
+	ParkedConnections = "acceptor_parked_connections"
 	// RefusedConnections is a counter of connections refused because the
 	// frontend held MaxConnections.
 	RefusedConnections = "acceptor_refused_connections"

@@ -63,7 +63,7 @@ type Sample struct {
 	Connected   int64 // connections open now
 	// Running totals; the Observer adds what they gained since the last
 	// Sample to its counters.
-	Malformed, HandshakeFailed, HeartbeatTimeouts, SlowClients, Refused int64
+	Malformed, HandshakeFailed, HeartbeatTimeouts, SlowClients, Refused, Parked int64
 
 	HasCluster     bool
 	Dropped        int    // messages the bus subscriptions dropped
@@ -94,7 +94,7 @@ type Observer struct {
 	sampleMu sync.Mutex
 	// The frontend's counters at the last sample: each sample adds what
 	// they gained since (guarded by sampleMu).
-	lastMalformed, lastHandshake, lastHeartbeat, lastSlow, lastRefused int64
+	lastMalformed, lastHandshake, lastHeartbeat, lastSlow, lastRefused, lastParked int64
 }
 
 // NewObserver builds the Set (and the Statsd reporter). Its errors begin
@@ -229,6 +229,7 @@ func (o *Observer) sampleOnce() {
 		o.set.AddHeartbeatTimeouts(delta(&o.lastHeartbeat, st.HeartbeatTimeouts))
 		o.set.AddSlowClients(delta(&o.lastSlow, st.SlowClients))
 		o.set.AddRefusedConnections(delta(&o.lastRefused, st.Refused))
+		o.set.AddParkedConnections(delta(&o.lastParked, st.Parked))
 	}
 	if st.HasCluster {
 		_ = o.set.Gauge(DroppedMessages, nil, float64(st.Dropped))

@@ -166,6 +166,7 @@ type Set struct {
 	hsFailures  prometheus.Counter
 	hbTimeouts  prometheus.Counter
 	slowClients prometheus.Counter
+	parked      prometheus.Counter
 	refused     prometheus.Counter
 	dropped     prometheus.Gauge
 	droppedN    atomic.Int64
@@ -257,6 +258,7 @@ func NewSet(cfg Config, reporters ...Reporter) (*Set, error) {
 	s.hsFailures = s.builtinCounter(HandshakeFailures, "the number of client handshakes refused", nil).WithLabelValues()
 	s.hbTimeouts = s.builtinCounter(HeartbeatTimeouts, "the number of client connections closed for missing heartbeats", nil).WithLabelValues()
 	s.slowClients = s.builtinCounter(SlowClients, "the number of clients disconnected because their send queue filled", nil).WithLabelValues()
+	s.parked = s.builtinCounter(ParkedConnections, "the number of times an idle client connection gave its reader goroutine back", nil).WithLabelValues()
 	s.refused = s.builtinCounter(RefusedConnections, "the number of connections refused because the frontend held its maximum", nil).WithLabelValues()
 
 	if err := s.addCustom(cfg.Custom); err != nil {
@@ -617,6 +619,9 @@ func (s *Set) AddHeartbeatTimeouts(n int) { s.addCounter(s.hbTimeouts, Heartbeat
 
 // AddSlowClients counts n clients disconnected for a full send queue.
 func (s *Set) AddSlowClients(n int) { s.addCounter(s.slowClients, SlowClients, n) }
+
+// AddParkedConnections counts n times an idle connection parked.
+func (s *Set) AddParkedConnections(n int) { s.addCounter(s.parked, ParkedConnections, n) }
 
 // AddRefusedConnections counts n connections refused at MaxConnections.
 func (s *Set) AddRefusedConnections(n int) { s.addCounter(s.refused, RefusedConnections, n) }

@@ -139,7 +139,9 @@ func TestBuiltinGaugesAndCounters(t *testing.T) {
 			s.AddSlowClients(5)
 			s.AddSlowClients(0)  // nothing new since the last sample
 			s.AddSlowClients(-1) // counters never go down
+			s.AddParkedConnections(6)
 		}, []check{
+			{"nopal_acceptor_parked_connections", nil, 6},
 			{"nopal_acceptor_malformed_packets", nil, 5},
 			{"nopal_acceptor_handshake_failures", nil, 1},
 			{"nopal_acceptor_heartbeat_timeouts", nil, 4},
@@ -230,6 +232,7 @@ func TestEveryBuiltinRegistered(t *testing.T) {
 		"pitaya_acceptor_handshake_failures":     "COUNTER",
 		"pitaya_acceptor_heartbeat_timeouts":     "COUNTER",
 		"pitaya_acceptor_slow_clients":           "COUNTER",
+		"pitaya_acceptor_parked_connections":     "COUNTER",
 		"pitaya_acceptor_refused_connections":    "COUNTER",
 		"pitaya_service_discovery_count_servers": "GAUGE",
 		"pitaya_rpc_server_dropped_messages":     "GAUGE",
