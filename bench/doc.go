@@ -20,7 +20,7 @@
 // -warmup (500ms), -conns (64), -idle (5000), -payload (64 bytes),
 // -settle (1s), -start-runs (3), -compress and -heartbeat (passed to the
 // Nopal server and the cluster frontends), -only (scenarios to run, e.g.
-// 1,3; default all ten), -cpuprofile (of the Nopal server during
+// 1,3; default all eleven), -cpuprofile (of the Nopal server during
 // scenario 2), -json and -out (default bench.json). For the cluster
 // scenarios: -deploy (the deployments of scenarios 5, 7 and 8, default
 // embedded,external), -push-samples (3000, scenario 7), -members (1000) and
@@ -308,8 +308,9 @@
 //     -warmup. Then (a) enqueue latency: sequential Client.Enqueue calls
 //     of route bench.jobs.echo with the -payload bytes, one caller, for
 //     -warmup then -duration/2 measured: p50 and p99 (target p50 ≤ 6 ×
-//     the floor's p50). An Enqueue is a KV Create plus a publish acked by
-//     the stream, both on file storage, so two JetStream round trips.
+//     the floor's p50). An Enqueue is one publish to the job's own
+//     subject, acked by the JOBS stream (file storage), which refuses a
+//     second message for a jid: one JetStream round trip.
 //     (b) End-to-end throughput: 16 goroutines enqueue jobs with jids
 //     tput-0, tput-1, … until -duration has passed or -jobs were
 //     enqueued (N); the suite watches the jobs KV bucket (WatchAll,
@@ -322,9 +323,18 @@
 //     (c) Raw JetStream on the same NATS server: a work-queue stream
 //     BENCH_RAW (file storage), 16 goroutines making N acked publishes
 //     and one pull consumer in the suite acking each message: msg/s, the
-//     server CPU per message, and the ratio jobs/s / raw msg/s, what the
-//     job bookkeeping (KV record, claim, result, acks) costs on top of
-//     moving the message.
+//     server CPU per message, and the ratio jobs/s / raw msg/s (target ≥
+//     0.5), what the job bookkeeping (claim, result, acks) costs on top of
+//     moving the message. The table also gives the JetStream writes per
+//     job: the growth of the JOBS stream's and the jobs bucket's last
+//     sequences over the phase / N (3: the job, its claim, its result).
+//  11. Idle connections, half WebSocket: `bench idle` (see its section)
+//     with -idle-mixed connections (default 20,000), each handshaken and
+//     in a chat room, on the chat server and on the relay floor, idle for
+//     -idle-mixed-settle (5 s, past the frontend's 2 s ParkIdle); the
+//     server's RSS per connection then, and again after it collected
+//     garbage and returned freed memory to the OS. Target ≤ 8 KB per
+//     connection after the GC (the floor column is the relay's).
 //
 // # Why ratios
 //

@@ -51,6 +51,10 @@ type suiteOptions struct {
 	JobsCap int `json:"jobs_cap"`
 	// JobsCPUProfile, if set, is passed to the jobs-server of scenario 10.
 	JobsCPUProfile string `json:"jobs_cpuprofile,omitempty"`
+	// IdleMixed is the connections of scenario 11, half WebSocket, and
+	// IdleMixedSettle how long they stay idle before the RSS is sampled.
+	IdleMixed       int           `json:"idle_mixed"`
+	IdleMixedSettle time.Duration `json:"idle_mixed_settle_ns"`
 }
 
 func (o *suiteOptions) runs(n int) bool {
@@ -116,7 +120,10 @@ type Results struct {
 	// Scenario 9: the standalone server with metrics on and off.
 	Metrics *LoadSet `json:"metrics,omitempty"`
 	// Scenario 10: reliable jobs.
-	Jobs   *JobsResult `json:"jobs,omitempty"`
+	Jobs *JobsResult `json:"jobs,omitempty"`
+	// Scenario 11: idle connections, half WebSocket, on the chat server
+	// and the relay floor.
+	IdleMixed *Pair[IdleConnsResult] `json:"idle_mixed,omitempty"`
 	Rows   []Row       `json:"rows"`
 	Errors []string    `json:"errors,omitempty"`
 }
@@ -135,7 +142,7 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating floor/Nopal windows per load scenario (each -duration/rounds long)")
 	fs.BoolVar(&o.Compress, "compress", false, "run the Nopal server with -compress")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
-	only := fs.String("only", "", "comma-separated scenarios to run (1-10; default all)")
+	only := fs.String("only", "", "comma-separated scenarios to run (1-11; default all)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Nopal server during scenario 2 to this file")
 	deploys := fs.String("deploy", strings.Join(deployments, ","), "cluster deployments of scenarios 5, 7 and 8 (embedded, external)")
 	fs.IntVar(&o.PushSamples, "push-samples", 3000, "most pushes measured per deployment in scenario 7")
@@ -144,6 +151,8 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.ClusterCPUProfile, "cluster-cpuprofile", "", "base name of CPU profiles of the cluster processes of scenarios 5 (-conns run), 6, 7 and 8 (one file per process)")
 	fs.IntVar(&o.JobsCap, "jobs", defaultJobsCap, "most jobs (and raw JetStream messages) of scenario 10's throughput phase")
 	fs.StringVar(&o.JobsCPUProfile, "jobs-cpuprofile", "", "write a CPU profile of the jobs-server of scenario 10 to this file")
+	fs.IntVar(&o.IdleMixed, "idle-mixed", 20000, "idle connections of scenario 11, half of them WebSocket")
+	fs.DurationVar(&o.IdleMixedSettle, "idle-mixed-settle", 5*time.Second, "how long scenario 11's connections idle before the RSS is sampled (the frontend parks readers idle for 2 s)")
 	asJSON := fs.Bool("json", false, "also write the raw figures as JSON to -out")
 	out := fs.String("out", "bench.json", "JSON output file (with -json)")
 	if err := fs.Parse(args); err != nil {
@@ -155,7 +164,7 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	if *only != "" {
 		for f := range strings.SplitSeq(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || n > 10 {
+			if err != nil || n < 1 || n > 11 {
 				return fmt.Errorf("suite: -only: bad scenario %q", f)
 			}
 			o.Scenarios = append(o.Scenarios, n)
@@ -362,6 +371,14 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 		if r != nil && r.Jobs > 0 {
 			res.Jobs = r
 		}
+	}
+	if o.runs(11) {
+		fmt.Fprintf(log, "scenario 11: %d idle connections, half WebSocket, idle for %v\n", o.IdleMixed, o.IdleMixedSettle)
+		p, err := idleMixed(exe, o, log)
+		if err != nil {
+			fail("11", err)
+		}
+		res.IdleMixed = p
 	}
 	res.Rows = buildRows(res)
 	return res, errors.Join(errs...)
@@ -727,7 +744,42 @@ func buildRows(r *Results) []Row {
 		rows = append(rows, Row{Scenario: sc, Metric: fmt.Sprintf("jobs succeeded (of %d)", j.Jobs), Nopal: float64(j.Succeeded),
 			Target: fmt.Sprintf("all %d", j.Jobs), OK: okp(j.Jobs > 0 && j.Succeeded == j.Jobs && j.Failed == 0), prec: 0})
 	}
+	if p := r.IdleMixed; p != nil {
+		n, f := p.Nopal, p.Floor
+		sc := fmt.Sprintf("11. %d idle conns (%d TCP, %d WS), chat server", n.Conns, n.TCP, n.WS)
+		pair(sc, fmt.Sprintf("connections held (of %d)", n.Conns), float64(n.Held), float64(f.Held), 0, "all", okp(n.Held == n.Conns))
+		pair(sc, "server RSS per conn, idle (KB)", n.PerConnKB, f.PerConnKB, 2, "", nil)
+		pair(sc, "server RSS per conn, idle, after a GC (KB)", n.PerConnGCKB, f.PerConnGCKB, 2, "≤ 8 KB", okp(n.Held == n.Conns && n.PerConnGCKB <= 8))
+	}
 	return rows
+}
+
+// idleMixed runs scenario 11: `bench idle` (idleconns.go) on the relay
+// floor and the chat server, with the suite's connection count and settle.
+func idleMixed(exe string, o suiteOptions, log io.Writer) (*Pair[IdleConnsResult], error) {
+	opts := idleConnsOptions{settle: o.IdleMixedSettle, floor: true}
+	opts.chat = chatOptions{Room: 50, Rate: 1, Duration: time.Second, Payload: 32, Conns: o.IdleMixed, WSShare: 0.5,
+		Sources: len(idleSources), Dialers: 64, Heartbeat: o.Heartbeat, Wanted: o.IdleMixed}
+	need := uint64(opts.chat.Conns + nofileMargin)
+	var err error
+	if opts.chat.NoFile, opts.chat.RaisedHL, err = ensureNofile(need); err != nil {
+		return nil, fmt.Errorf("RLIMIT_NOFILE: %w", err)
+	}
+	if opts.chat.NoFile < need {
+		opts.chat.Conns = int(opts.chat.NoFile) - nofileMargin
+		fmt.Fprintf(log, "RLIMIT_NOFILE %d: running %d connections, not %d\n", opts.chat.NoFile, opts.chat.Conns, opts.chat.Wanted)
+	}
+	var p Pair[IdleConnsResult]
+	f, err := runIdleConns(exe, opts, false, log)
+	if err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
+	n, err := runIdleConns(exe, opts, true, log)
+	if err != nil {
+		return nil, fmt.Errorf("nopal: %w", err)
+	}
+	p.Floor, p.Nopal = f, n
+	return &p, nil
 }
 
 // renderTable prints the environment and the table in markdown.
