@@ -124,8 +124,8 @@ type Results struct {
 	// Scenario 11: idle connections, half WebSocket, on the chat server
 	// and the relay floor.
 	IdleMixed *Pair[IdleConnsResult] `json:"idle_mixed,omitempty"`
-	Rows   []Row       `json:"rows"`
-	Errors []string    `json:"errors,omitempty"`
+	Rows      []Row                  `json:"rows"`
+	Errors    []string               `json:"errors,omitempty"`
 }
 
 func cmdSuite(args []string, stdout, stderr io.Writer) error {
