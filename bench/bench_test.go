@@ -526,3 +526,37 @@ func TestHist(t *testing.T) {
 		}
 	}
 }
+
+// TestSuiteIdleMixed runs scenario 11 small: every connection held on both
+// servers, and the figures after the settle and after a GC reported.
+func TestSuiteIdleMixed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two servers with 200 idle connections each")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	res, err := runSuite(exe, suiteOptions{
+		Heartbeat: time.Minute, Scenarios: []int{11}, IdleMixed: 200, IdleMixedSettle: 2500 * time.Millisecond,
+	}, &log)
+	t.Log(log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.IdleMixed
+	if p == nil {
+		t.Fatal("no result")
+	}
+	for _, r := range []IdleConnsResult{p.Floor, p.Nopal} {
+		if r.Conns != 200 || r.Held != 200 || r.TCP != 100 || r.WS != 100 || r.RSSSettleKB <= 0 || r.RSSGCKB <= 0 {
+			t.Errorf("%s: %+v", r.Server, r)
+		}
+	}
+	var out bytes.Buffer
+	renderTable(&out, res)
+	if table := out.String(); !strings.Contains(table, "server RSS per conn, idle, after a GC (KB)") || strings.Contains(table, "ERRORS") {
+		t.Errorf("table:\n%s", table)
+	}
+}
