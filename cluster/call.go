@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/nopal-dev/nopal/codec"
 	"github.com/nopal-dev/nopal/metrics"
@@ -23,7 +22,7 @@ import (
 
 func (c *Runtime) serveCall(m *nats.Msg) {
 	var call stream.Call
-	if err := proto.Unmarshal(m.Data, &call); err != nil {
+	if err := stream.UnmarshalCall(m.Data, &call); err != nil {
 		c.respond(m, nil, codec.NewError(codec.CodeBadRequest, "nopal: malformed call: "+err.Error(), nil))
 		return
 	}
@@ -93,18 +92,32 @@ func (c *Runtime) respond(m *nats.Msg, out []byte, err error) {
 	if m.Reply == "" {
 		return
 	}
-	r := &stream.Reply{Payload: out}
+	var e *stream.ErrorInfo
 	if err != nil {
-		r.Error = errorInfo(codec.AsError(err))
+		e = errorInfo(codec.AsError(err))
 	}
-	data, merr := proto.Marshal(r)
+	buf := c.buffer()
+	defer c.bufs.Put(buf)
+	data, merr := stream.AppendReply((*buf)[:0], out, e)
 	if merr != nil {
 		c.log.Error("encoding reply", "err", merr)
 		return
 	}
-	if rerr := m.Respond(data); rerr != nil {
+	*buf = data
+	if rerr := m.Respond(data); rerr != nil { // copied into the bus's buffer
 		c.log.Warn("reply lost", "subject", m.Subject, "err", rerr)
 	}
+}
+
+// buffer is an encoding buffer from the Runtime's pool: the bus copies
+// what it sends, so a Call or Reply's bytes go back to the pool once
+// sent.
+func (c *Runtime) buffer() *[]byte {
+	if b, ok := c.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 512)
+	return &b
 }
 
 func errorInfo(e *codec.Error) *stream.ErrorInfo {
@@ -144,10 +157,10 @@ func (c *Runtime) request(ctx context.Context, subject, route string, call *stre
 	call.DeadlineUnixNano = now.Add(timeout).UnixNano()
 	call.SourceId = c.cfg.ServerID
 	call.SentUnixNano = now.UnixNano()
-	data, err := proto.Marshal(call)
-	if err != nil {
-		return nil, codec.WrapError(codec.CodeInternal, err)
-	}
+	buf := c.buffer()
+	defer c.bufs.Put(buf)
+	data := stream.AppendCall((*buf)[:0], call) // sent (copied) before this returns
+	*buf = data
 	out := &nats.Msg{Subject: subject, Data: data}
 	if t := c.cfg.Tracer; t != nil {
 		var span trace.Span
@@ -180,7 +193,7 @@ func (c *Runtime) request(ctx context.Context, subject, route string, call *stre
 		c.rec.Record(msg.Subject, "", map[string][]string{stream.RouteHeader: {route}}, msg.Data)
 	}
 	var r stream.Reply
-	if err := proto.Unmarshal(msg.Data, &r); err != nil {
+	if err := stream.UnmarshalReply(msg.Data, &r); err != nil {
 		return nil, codec.NewError(codec.CodeInternal, "nopal: malformed reply: "+err.Error(), nil)
 	}
 	if r.Error != nil {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -196,7 +197,8 @@ type Runtime struct {
 	worker *reliable.Worker
 	subs   []*nats.Subscription
 	calls  *callPool
-	resume *resumer // frontends with resume on
+	bufs   sync.Pool // *[]byte: encoding buffers (call.go)
+	resume *resumer  // frontends with resume on
 	// bindings are followed by a KV watch: who is online, and where
 	// pushes and kicks go (straight to the frontend holding each uid,
 	// unless UniqueSessionPerType, where a binding names one session of
