@@ -64,12 +64,14 @@
 //   - frontend.go: [Frontend] and [Config]: accepting connections, the
 //     heartbeat ticker, Shutdown (drain), PushToUsers.
 //   - acceptor.go, ws.go: the TCP and WebSocket acceptors and their
-//     connections ([PlayerConn]); wsconn.go: WebSocket frames, read and
-//     written here after the upgrade (gorilla/websocket answers the
-//     upgrade only).
+//     connections ([PlayerConn]); wsconn.go: WebSocket frames after the
+//     upgrade (gorilla/websocket answers the upgrade), parsed, checked,
+//     unmasked and encoded with github.com/gobwas/ws; the buffering that
+//     resumes after a parked read, the size limits, fragment assembly and
+//     the batched writes are ours.
 //   - socket.go: the writer pool and its writes that cannot block,
-//     straight to a connection's socket; park.go: idle connections giving their reader back, and the
-//     poller (epoll) that wakes them.
+//     straight to a connection's socket; park.go: idle connections
+//     giving their reader back, and the poller (epoll) that wakes them.
 //   - proxy.go: client addresses behind a load balancer: the PROXY protocol
 //     ([WithProxyProtocol], with github.com/pires/go-proxyproto) and
 //     forwarding headers ([WithTrustedProxies], [WithForwardedHeader]).

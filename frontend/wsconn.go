@@ -1,36 +1,44 @@
 package frontend
 
 // WebSocket framing after the upgrade. gorilla/websocket answers the
-// upgrade; the frames are then read and written here, on the hijacked
+// upgrade; the frames are then read and written on the hijacked
 // connection, for three reasons measured at 20,000 connections (see
-// BENCHMARKS.md): the library's reader parks a goroutine deep enough that
-// its stack cannot shrink below 8 KiB and cannot be resumed after a read
+// BENCHMARKS.md): gorilla's reader parks a goroutine deep enough that its
+// stack cannot shrink below 8 KiB and cannot be resumed after a read
 // deadline (so an idle connection could not give its goroutine up, see
 // park.go); its writer makes one system call per frame; and its buffers and
-// Conn are per-connection memory. Reading here uses the same small inline
-// buffer as the TCP path, resumable after a deadline, and writing frames
-// a batch of packets into one writev, or one non-blocking attempt.
+// Conn are per-connection memory.
+//
+// What is the library's and what is ours. RFC 6455 is
+// github.com/gobwas/ws, a low-level library that works on buffers its
+// caller owns: it parses each frame header (ws.ReadHeaderBuffer, over the
+// bytes buffered here), checks it against the RFC's rules for a server
+// (ws.CheckHeader: masking, reserved bits and opcodes, control frames,
+// the order of fragments), unmasks payloads (ws.Cipher), encodes the
+// headers of the frames written (ws.WriteHeaderBuffer) and the control
+// frames that answer a client's (ws.CompileFrame, with its close body).
+// Ours is what the library leaves to its caller: the read buffer (the
+// same small inline buffer as the TCP path, a pooled one for larger
+// frames), resumable after a deadline anywhere in a frame, so that a
+// parked connection's next reader goes on where the last one stopped; the
+// size limit, checked on a frame's declared length before its payload is
+// read; putting fragments together; answering control frames through the
+// agent's send queue; and writing a batch of packets, a frame each, with
+// one writev (or one non-blocking attempt, socket.go).
 
 import (
-	"encoding/binary"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/nopal-dev/nopal/codec"
-)
+	"github.com/gobwas/ws"
 
-// WebSocket opcodes (RFC 6455 §5.2).
-const (
-	wsCont   = 0x0
-	wsText   = 0x1
-	wsBinary = 0x2
-	wsClose  = 0x8
-	wsPing   = 0x9
-	wsPong   = 0xA
+	"github.com/nopal-dev/nopal/codec"
 )
 
 // errWSProtocol is a frame that breaks RFC 6455: bad input.
@@ -63,6 +71,11 @@ type wsConn struct {
 	start, end int
 	frag       []byte // a fragmented message being put together
 	rd         []byte // Read: the rest of the current message
+	// hr and hb are where ws.ReadHeaderBuffer reads a header from: held
+	// here rather than made per frame, since as the arguments of an
+	// io.Reader they would each cost an allocation per frame.
+	hr bytes.Reader
+	hb [ws.MaxHeaderSize - 2]byte
 
 	wmu sync.Mutex // one writer of frames at a time
 }
@@ -143,116 +156,105 @@ func (c *wsConn) idleBuffers() {
 }
 
 // nextFrame reads one frame and unmasks its payload in place; the payload
-// is valid until the next call.
-func (c *wsConn) nextFrame() (fin bool, op byte, payload []byte, err error) {
+// is valid until the next call. Its header is checked, and a data frame's
+// declared length held to the limit (a control frame's is 125 bytes at
+// most), before any of its payload is waited for.
+func (c *wsConn) nextFrame() (h ws.Header, payload []byte, err error) {
 	c.idleBuffers()
-	if err = c.fill(2); err != nil {
-		return
+	if err = c.fill(ws.MinHeaderSize); err != nil {
+		return h, nil, err
 	}
-	b0, b1 := c.buf[c.start], c.buf[c.start+1]
-	if b0&0x70 != 0 {
-		return false, 0, nil, fmt.Errorf("%w: reserved bits set", errWSProtocol)
+	var hl int // the header's length
+	for {
+		c.hr.Reset(c.buf[c.start:c.end])
+		h, err = ws.ReadHeaderBuffer(&c.hr, c.hb[:])
+		hl = c.end - c.start - c.hr.Len()
+		c.hr.Reset(nil) // no hold on a buffer that may go back to the pool
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return h, nil, fmt.Errorf("%w: %w", errWSProtocol, err)
+		}
+		// Part of a header (at most 14 bytes): read on, and parse again.
+		if err = c.fill(c.end - c.start + 1); err != nil {
+			return h, nil, err
+		}
 	}
-	if b1&0x80 == 0 {
-		return false, 0, nil, fmt.Errorf("%w: unmasked frame from a client", errWSProtocol)
+	st := ws.StateServerSide
+	if c.frag != nil {
+		st = st.Set(ws.StateFragmented)
 	}
-	fin, op = b0&0x80 != 0, b0&0x0f
-	hl := 2
-	switch b1 & 0x7f {
-	case 126:
-		hl = 4
-	case 127:
-		hl = 10
+	if err = ws.CheckHeader(h, st); err != nil {
+		return h, nil, fmt.Errorf("%w: %w", errWSProtocol, err)
 	}
-	if err = c.fill(hl + 4); err != nil {
-		return
+	if h.OpCode.IsData() && h.Length > int64(c.limit) {
+		return h, nil, fmt.Errorf("%w: frame of %d bytes", codec.ErrPacketLength, h.Length)
 	}
-	h := c.buf[c.start:c.end]
-	n := uint64(b1 & 0x7f)
-	switch hl {
-	case 4:
-		n = uint64(binary.BigEndian.Uint16(h[2:]))
-	case 10:
-		n = binary.BigEndian.Uint64(h[2:])
+	n := hl + int(h.Length)
+	if err = c.fill(n); err != nil {
+		return h, nil, err
 	}
-	if op >= 8 && (!fin || n > 125) {
-		return false, 0, nil, fmt.Errorf("%w: control frame fragmented or over 125 bytes", errWSProtocol)
-	}
-	if n > uint64(c.limit) {
-		return false, 0, nil, fmt.Errorf("%w: frame of %d bytes", codec.ErrPacketLength, n)
-	}
-	hl += 4
-	if err = c.fill(hl + int(n)); err != nil {
-		return
-	}
-	f := c.buf[c.start : c.start+hl+int(n)]
-	mask, payload := f[hl-4:hl], f[hl:]
-	for i := range payload {
-		payload[i] ^= mask[i&3]
-	}
-	c.start += len(f)
-	return fin, op, payload, nil
+	payload = c.buf[c.start+hl : c.start+n]
+	ws.Cipher(payload, h.Mask, 0)
+	c.start += n
+	return h, payload, nil
 }
 
 // nextMessage returns the next binary message, answering control frames on
 // the way. A close frame is answered and ends the connection (io.EOF).
+// Opcodes, and the order of fragments, are checked by nextFrame.
 func (c *wsConn) nextMessage() ([]byte, error) {
 	for {
-		fin, op, p, err := c.nextFrame()
+		h, p, err := c.nextFrame()
 		if err != nil {
 			return nil, err
 		}
-		switch op {
-		case wsPing:
-			c.control(wsPong, p)
-			continue
-		case wsPong:
-			continue
-		case wsClose:
-			code := p
-			if len(code) > 2 {
-				code = code[:2]
+		switch h.OpCode {
+		case ws.OpPing:
+			c.control(ws.NewPongFrame(p))
+		case ws.OpPong:
+		case ws.OpClose:
+			// Echo the client's status code, if it gave one.
+			var body []byte
+			if code, _ := ws.ParseCloseFrameData(p); !code.Empty() {
+				body = ws.NewCloseFrameBody(code, "")
 			}
-			c.control(wsClose, code)
+			c.control(ws.NewCloseFrame(body))
 			return nil, io.EOF
-		case wsText:
+		case ws.OpText:
 			return nil, ErrTextFrame
-		case wsBinary:
-			if c.frag != nil {
-				return nil, fmt.Errorf("%w: a new message inside a fragmented one", errWSProtocol)
-			}
-			if fin {
+		case ws.OpBinary:
+			if h.Fin {
 				return p, nil
 			}
 			c.frag = append(make([]byte, 0, 2*len(p)), p...)
-		case wsCont:
-			if c.frag == nil {
-				return nil, fmt.Errorf("%w: continuation frame out of a message", errWSProtocol)
-			}
+		case ws.OpContinuation:
 			if len(c.frag)+len(p) > c.limit {
 				return nil, fmt.Errorf("%w: message over %d bytes", codec.ErrPacketLength, c.limit)
 			}
 			c.frag = append(c.frag, p...)
-			if fin {
+			if h.Fin {
 				b := c.frag
 				c.frag = nil
 				return b, nil
 			}
-		default:
-			return nil, fmt.Errorf("%w: opcode %d", errWSProtocol, op)
 		}
 	}
 }
 
 // control sends a control frame through the agent (best effort: a client
-// too slow to take it is handled by the send queue's rules).
-func (c *wsConn) control(op byte, p []byte) {
+// too slow to take it is handled by the send queue's rules). The frame is
+// compiled into bytes of its own: f's payload is in the read buffer.
+func (c *wsConn) control(f ws.Frame) {
 	if c.ctl == nil {
 		return
 	}
-	f := make([]byte, 0, 2+len(p))
-	f = append(f, 0x80|op, byte(len(p)))
-	_ = c.ctl(append(f, p...))
+	b, err := ws.CompileFrame(f)
+	if err != nil {
+		return // a payload over 125 bytes, which nextFrame refuses
+	}
+	_ = c.ctl(b)
 }
 
 // GetNextMessage returns the next packet: the payload of one binary
@@ -301,20 +303,28 @@ func (c *wsConn) appendFrames(bufs net.Buffers, hdr []byte, pkts [][]byte) (net.
 			bufs = append(bufs, p)
 			continue
 		}
-		i := len(hdr)
-		hdr = append(hdr, 0x80|wsBinary)
-		switch n := len(p); {
-		case n < 126:
-			hdr = append(hdr, byte(n))
-		case n < 1<<16:
-			hdr = append(hdr, 126, byte(n>>8), byte(n))
-		default:
-			hdr = append(hdr, 127)
-			hdr = binary.BigEndian.AppendUint64(hdr, uint64(n))
-		}
-		bufs = append(bufs, hdr[i:], p)
+		var h []byte
+		hdr, h = appendHeader(hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(p))})
+		bufs = append(bufs, h, p)
 	}
 	return bufs, hdr
+}
+
+// appendHeader appends the header h to hdr, encoded by the library, and
+// returns hdr and the header's bytes. ws.WriteHeaderBuffer encodes into the
+// buffer it is given, here hdr's spare capacity, and then writes that to
+// its io.Writer, here io.Discard: an io.Writer of ours that appended would
+// be an allocation per frame (it escapes through the interface), and the
+// bytes are where they belong already. ws.HeaderSize is how many it encoded.
+func appendHeader(hdr []byte, h ws.Header) ([]byte, []byte) {
+	i := len(hdr)
+	hdr = slices.Grow(hdr, ws.MaxHeaderSize)
+	if err := ws.WriteHeaderBuffer(io.Discard, h, hdr[i:i+ws.MaxHeaderSize]); err != nil {
+		// Only a length over 2^63-1, which no slice has.
+		panic(fmt.Sprintf("frontend: websocket header %+v: %v", h, err))
+	}
+	hdr = hdr[:i+ws.HeaderSize(h)]
+	return hdr, hdr[i:]
 }
 
 // writeFrames frames pkts and writes them at once.
@@ -324,10 +334,12 @@ func (c *wsConn) writeFrames(pkts [][]byte) error {
 	if len(pkts) > 1 {
 		bufs = make(net.Buffers, 0, 2*len(pkts))
 	}
-	var hb [20]byte
+	// Room for the headers, 10 bytes at most each, and for the library to
+	// encode the last one in 14 (appendHeader).
+	var hb [10 + ws.MaxHeaderSize]byte
 	hdr := hb[:0]
 	if len(pkts) > 2 {
-		hdr = make([]byte, 0, 10*len(pkts))
+		hdr = make([]byte, 0, 10*(len(pkts)-1)+ws.MaxHeaderSize)
 	}
 	bufs, _ = c.appendFrames(bufs, hdr, pkts)
 	c.wmu.Lock()
