@@ -560,3 +560,21 @@ func TestSuiteIdleMixed(t *testing.T) {
 		t.Errorf("table:\n%s", table)
 	}
 }
+
+// TestIdleCommand runs `bench idle` small, as the README shows it: its
+// table holds the after-GC figure against the 8 KB target.
+func TestIdleCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two servers with 100 idle connections each")
+	}
+	var out, log bytes.Buffer
+	err := run([]string{"idle", "-conns", "100", "-settle", "2500ms"}, strings.NewReader(""), &out, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	for _, want := range []string{"connections held (of 100)", "server RSS per conn, idle, after a GC (KB)", "≤ 8 KB"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
