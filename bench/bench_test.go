@@ -568,7 +568,8 @@ func TestIdleCommand(t *testing.T) {
 		t.Skip("starts two servers with 100 idle connections each")
 	}
 	var out, log bytes.Buffer
-	err := run([]string{"idle", "-conns", "100", "-settle", "2500ms"}, strings.NewReader(""), &out, &log)
+	// The servers' stderr is copied to the log from other goroutines.
+	err := run([]string{"idle", "-conns", "100", "-settle", "2500ms"}, strings.NewReader(""), &out, &lockedWriter{w: &log})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
