@@ -32,7 +32,8 @@ type callPool struct {
 	running sync.WaitGroup
 	work1   sync.WaitGroup // run's functions
 	seen    chan struct{}  // closed when a worker takes Stop's marker
-	once    sync.Once
+	once    sync.Once      // closes seen
+	quitted sync.Once      // closes quit: finish may run more than once
 }
 
 // callBacklog bounds the calls NATS's reader may queue for the workers:
@@ -115,7 +116,7 @@ func (p *callPool) finish(ctx context.Context) {
 		}
 	case <-ctx.Done():
 	}
-	close(p.quit)
+	p.quitted.Do(func() { close(p.quit) })
 	ended := make(chan struct{})
 	go func() { p.running.Wait(); close(ended) }()
 	select {

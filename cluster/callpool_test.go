@@ -69,3 +69,15 @@ func TestCallPoolRun(t *testing.T) {
 		t.Fatal("finish did not end")
 	}
 }
+
+// TestCallPoolFinishTwice: a Stop that runs twice finishes the pool twice.
+func TestCallPoolFinishTwice(t *testing.T) {
+	p := newCallPool(2, func(*nats.Msg) {})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.finish(ctx)
+	p.finish(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("finish did not end")
+	}
+}
