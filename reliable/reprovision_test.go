@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nopal-dev/nopal/reliable"
 	"github.com/nopal-dev/nopal/stream"
 )
@@ -120,5 +122,26 @@ func TestObjectsDeletedUnderWorker(t *testing.T) {
 	checkAll(t, ctx, bus)
 	if j, err := c.Wait(ctx, jid); err != nil || j.State != reliable.Succeeded {
 		t.Fatalf("after: %+v, %v", j, err)
+	}
+}
+
+// TestOldJobsStreamRefused: a JOBS stream left by an older version (a work
+// queue) is refused with a clear error, not used: exactly-once Enqueue
+// needs one message per jid with new ones refused, and JetStream cannot
+// change a stream's retention.
+func TestOldJobsStreamRefused(t *testing.T) {
+	bus := newBus(t, "a")
+	ctx := testCtx(t)
+	if _, err := bus.JetStream().CreateStream(ctx, jetstream.StreamConfig{
+		Name:      bus.Name(reliable.Stream),
+		Subjects:  []string{bus.JobsWildcard()},
+		Retention: jetstream.WorkQueuePolicy,
+		Storage:   jetstream.FileStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := reliable.NewClient(ctx, bus, reliable.WithLogger(discard))
+	if !errors.Is(err, reliable.ErrConfig) || !strings.Contains(err.Error(), "older version") {
+		t.Fatalf("NewClient on an old JOBS stream: %v", err)
 	}
 }

@@ -128,6 +128,9 @@ func provision(ctx context.Context, bus *stream.Bus, o clientOptions) (*store, e
 	if err != nil {
 		return nil, fmt.Errorf("reliable: %w", err)
 	}
+	if err := checkJobsStream(jobs.CachedInfo().Config); err != nil {
+		return nil, err
+	}
 	dlq, err := bus.Stream(ctx, jetstream.StreamConfig{
 		Name:              DLQStream,
 		Description:       "nopal: reliable RPC jobs that died or failed, with their history",
@@ -269,6 +272,21 @@ func (s *store) publish(ctx context.Context, r *record, replace bool) (uint64, e
 		return 0, errExists
 	}
 	return seq, err
+}
+
+// checkJobsStream refuses a JOBS stream made by an older version (a work
+// queue that deletes each job on ack and stores a second message for a
+// jid): provisioning keeps an existing stream's configuration, JetStream
+// cannot change a stream's retention, and exactly-once Enqueue relies on
+// one message per jid subject with new ones refused.
+func checkJobsStream(c jetstream.StreamConfig) error {
+	if c.Retention == jetstream.LimitsPolicy && c.MaxMsgsPerSubject == 1 &&
+		c.Discard == jetstream.DiscardNew && c.DiscardNewPerSubject && c.AllowRollup {
+		return nil
+	}
+	return fmt.Errorf("%w: the stream %s was made by an older version of Nopal (retention %s, %d messages per subject): "+
+		"jobs are now kept one message per jid; delete the stream (nats stream rm %s) and start again",
+		ErrConfig, c.Name, c.Retention, c.MaxMsgsPerSubject, c.Name)
 }
 
 // codeStoreFailed is JetStream's JSStreamStoreFailedF: a message the stream
