@@ -529,7 +529,7 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 		}
 	}
 	args = append(args, "-nofile", strconv.Itoa(o.Conns+nofileMargin))
-	srv, err := startChildReady(res.Server, exe, args, log, 15*time.Second)
+	srv, err := startChatChild(res.Server, exe, args, log)
 	if err != nil {
 		return res, err
 	}
@@ -538,15 +538,10 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 			srv.kill()
 		}
 	}()
-	if len(srv.addrs) != 2 {
-		return res, fmt.Errorf("addresses %q, want TCP and WebSocket", srv.addrs)
-	}
 	pid := srv.pid()
-	rss, err := sampleRSS(pid, 2)
-	if err != nil {
+	if res.RSSBeforeKB, err = rssNow(pid); err != nil {
 		return res, err
 	}
-	res.RSSBeforeKB = rss[len(rss)-1]
 
 	r := &chatRun{
 		o: o, nopal: nopal, base: time.Now(), start: make(chan struct{}),
@@ -609,7 +604,8 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 	res.Conns = o.Conns
 	res.ConnsPerSec = float64(o.Conns) / res.RampSeconds
 	time.Sleep(o.Settle)
-	if rss, err = sampleRSS(pid, 3); err != nil {
+	rss, err := sampleRSS(pid, 3)
+	if err != nil {
 		return res, err
 	}
 	res.RSSRampKB = rss[len(rss)-1]
@@ -804,4 +800,27 @@ func renderChat(w io.Writer, rep *ChatReport) {
 			fmt.Fprintf(w, "- %s\n", e)
 		}
 	}
+}
+
+// startChatChild starts a chat server or the chat floor (args) and checks
+// that it listens on TCP and WebSocket.
+func startChatChild(name, exe string, args []string, log io.Writer) (*child, error) {
+	srv, err := startChildReady(name, exe, args, log, 15*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if len(srv.addrs) != 2 {
+		srv.kill()
+		return nil, fmt.Errorf("addresses %q, want TCP and WebSocket", srv.addrs)
+	}
+	return srv, nil
+}
+
+// rssNow is pid's RSS now, the last of two samples.
+func rssNow(pid int) (int64, error) {
+	rss, err := sampleRSS(pid, 2)
+	if err != nil {
+		return 0, err
+	}
+	return rss[len(rss)-1], nil
 }

@@ -136,7 +136,7 @@ func runIdleConns(exe string, o idleConnsOptions, nopal bool, log io.Writer) (re
 		}
 	}
 	args = append(args, "-nofile", strconv.Itoa(o.chat.Conns+nofileMargin))
-	srv, err := startChildReady(res.Server, exe, args, log, 15*time.Second)
+	srv, err := startChatChild(res.Server, exe, args, log)
 	if err != nil {
 		return res, err
 	}
@@ -145,15 +145,10 @@ func runIdleConns(exe string, o idleConnsOptions, nopal bool, log io.Writer) (re
 			srv.kill()
 		}
 	}()
-	if len(srv.addrs) != 2 {
-		return res, fmt.Errorf("addresses %q, want TCP and WebSocket", srv.addrs)
-	}
 	pid := srv.pid()
-	rss, err := sampleRSS(pid, 2)
-	if err != nil {
+	if res.RSSBeforeKB, err = rssNow(pid); err != nil {
 		return res, err
 	}
-	res.RSSBeforeKB = rss[len(rss)-1]
 
 	r := &chatRun{o: o.chat, nopal: nopal, base: time.Now()}
 	r.conns = make([]*chatConn, o.chat.Conns)
@@ -201,7 +196,8 @@ func runIdleConns(exe string, o idleConnsOptions, nopal bool, log io.Writer) (re
 	}
 	res.Conns = o.chat.Conns
 	time.Sleep(o.settle) // idle: nothing to wait for but time
-	if rss, err = sampleRSS(pid, 3); err != nil {
+	rss, err := sampleRSS(pid, 3)
+	if err != nil {
 		return res, err
 	}
 	res.RSSSettleKB = rss[len(rss)-1]

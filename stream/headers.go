@@ -29,9 +29,6 @@ const (
 	JobRouteHeader = "Nopal-Job-Route"
 	// JobStateHeader is the final state of a job, on its dead letter.
 	JobStateHeader = "Nopal-Job-State"
-	// JobRevisionHeader is, on a job message, the KV revision of the copy
-	// of the job's record that the message carries.
-	JobRevisionHeader = "Nopal-Job-Revision"
 
 	// BaggageHeader is the W3C baggage (https://www.w3.org/TR/baggage/)
 	// of a call (a forwarded request, an RPC) or of a job message: the
