@@ -48,7 +48,8 @@
 //
 // The headers bus messages carry are declared in headers.go: RouteHeader,
 // SeqHeader, SessionHeader, PushIDHeader (traffic records and mailbox
-// entries), JobRouteHeader and JobStateHeader (dead letters). HeaderCarrier carries a trace context (W3C
+// entries), JobRouteHeader and JobStateHeader (dead letters).
+// HeaderCarrier carries a trace context (W3C
 // traceparent) in a message's headers.
 //
 // Streams and buckets are provisioned create-only (Bus.Stream, Bus.KV),

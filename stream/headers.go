@@ -24,8 +24,8 @@ const (
 	// of one push carry the same id, and a resume drops all but one.
 	PushIDHeader = "Nopal-Push-Id"
 
-	// JobRouteHeader is the route of a reliable job, on its job message
-	// and on its dead letter.
+	// JobRouteHeader is the route of a reliable job, on its dead letter
+	// (a job message carries its route in its body).
 	JobRouteHeader = "Nopal-Job-Route"
 	// JobStateHeader is the final state of a job, on its dead letter.
 	JobStateHeader = "Nopal-Job-State"
