@@ -211,8 +211,26 @@ func startCPUProfile(path string) (func() error, error) {
 	}
 	return func() error {
 		pprof.StopCPUProfile()
-		return f.Close()
+		if err := f.Close(); err != nil {
+			return err
+		}
+		return writeAllocsProfile(path + ".allocs")
 	}, nil
+}
+
+// writeAllocsProfile writes the process's allocation profile (every
+// allocation since it started, sampled as the runtime always does) to path:
+// `go tool pprof -sample_index=alloc_space` reads what a run allocated.
+func writeAllocsProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func cmdClusterServer(args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {

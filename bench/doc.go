@@ -30,6 +30,9 @@
 // and the process, so c.pprof gives c-5-embedded-echo+front.pprof,
 // c-5-external-nats.pprof, c-5-external-echo.pprof, c-5-external-front.pprof,
 // c-6-traffic-on-echo+front.pprof, c-7-external-front-b.pprof, …).
+// Every CPU profile the bench writes has the process's allocation profile
+// next to it, written as the process ends (c-5-external-front.pprof.allocs;
+// go tool pprof -sample_index=alloc_space reads what the run allocated).
 // For scenario 10: -jobs (20000: the most jobs, and raw messages, of its
 // throughput phase) and -jobs-cpuprofile (a CPU profile of the jobs-server
 // for its whole life).
