@@ -32,9 +32,15 @@
 // which the file store pays for with a tombstone write). States are written
 // when they change what a reader can do: queued is not written (the message
 // says it), running is (Cancel must then fail, and a worker that takes over
-// a job must see the abandoned attempt), and so are the outcomes. Messages
-// stay in JOBS as records stay in the bucket: both grow with the number of
-// jobs ever enqueued.
+// a job must see the abandoned attempt), and so are the outcomes.
+//
+// Finished jobs leave JOBS in bulk: once per SweepInterval each worker
+// purges its consumers' subjects below their ack floors (a job's message is
+// acked only when its record is final), one request for every job finished
+// since the last purge. A job waiting for a retry holds its consumer's
+// floor until it finishes. Records stay in the bucket: it grows with the
+// number of jobs ever enqueued, and keeps a finished jid from running
+// again.
 //
 // # States
 //
@@ -56,7 +62,9 @@
 // message to its own subject, and JOBS refuses a second message for a
 // subject that has one: enqueueing an existing jid returns it with no error
 // and never runs the job again, minutes or months later (JetStream's
-// 2-minute Nats-Msg-Id window plays no part). A job is durable when Enqueue
+// 2-minute Nats-Msg-Id window plays no part). Once a finished job's message
+// is purged, JOBS takes a new one for its jid, and the worker that receives
+// it acks it unrun: the jid's record is final. A job is durable when Enqueue
 // returns; when Enqueue fails (the stream's ack never came), enqueueing the
 // same jid again is always safe, and there is no window in which a crash
 // leaves half a job. A jid whose message Cancel removed, or enqueued again

@@ -829,3 +829,104 @@ func TestWritesPerJob(t *testing.T) {
 		t.Errorf("bucket: %d writes for %d jobs, want %d", got, n, 2*n)
 	}
 }
+
+// Finished jobs leave JOBS: each sweep purges the worker's consumer's
+// subjects below its ack floor. A running job holds the floor and keeps
+// its message; a finished jid enqueued again once its message is gone
+// does not run again.
+func TestFinishedJobsLeaveTheStream(t *testing.T) {
+	bus := newBus(t, "a")
+	c := newClient(t, bus)
+	m, inv := newMailer(t, "a")
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	m.gate = func(ctx context.Context, to string) error {
+		if to != "slow" {
+			return nil
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", SweepInterval: 50 * time.Millisecond})
+	t.Cleanup(free) // runs before the worker's Stop, which waits for the job
+	ctx := testCtx(t)
+	jobs := reliable.Stream
+	var jids []string
+	for i := range 5 {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids = append(jids, jid)
+	}
+	waitAll(t, bus, jids, 20*time.Second)
+	first, err := c.Get(ctx, jids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := c.Enqueue(ctx, route, &Mail{To: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitStreamMsgs(t, bus, jobs, 1, 10*time.Second)
+	s, err := bus.JetStream().Stream(ctx, bus.Name(jobs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetLastMsgForSubject(ctx, bus.JobSubject("mail", slow)); err != nil {
+		t.Fatalf("the running job's message: %v", err)
+	}
+	if j, err := c.Get(ctx, slow); err != nil || j.State != reliable.Running {
+		t.Fatalf("Get(slow) = %+v, %v; want running", j, err)
+	}
+
+	free()
+	if j, err := c.Wait(ctx, slow); err != nil || j.State != reliable.Succeeded {
+		t.Fatalf("Wait(slow) = %+v, %v", j, err)
+	}
+	awaitStreamMsgs(t, bus, jobs, 0, 10*time.Second)
+
+	// Enqueued again with its message gone: JOBS takes it, the worker
+	// acks it unrun, the record stays as it was.
+	if jid, err := c.Enqueue(ctx, route, &Mail{To: "u0"}, reliable.WithJID(jids[0])); err != nil || jid != jids[0] {
+		t.Fatalf("enqueue again: %q, %v", jid, err)
+	}
+	sentinel, err := c.Enqueue(ctx, route, &Mail{To: "sentinel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Calls("u0"); n != 1 {
+		t.Fatalf("u0 ran %d times", n)
+	}
+	if j, err := c.Get(ctx, jids[0]); err != nil || j.Revision != first.Revision || j.State != reliable.Succeeded {
+		t.Fatalf("record of %s: %+v, %v; want revision %d, succeeded", jids[0], j, err, first.Revision)
+	}
+	awaitStreamMsgs(t, bus, jobs, 0, 10*time.Second)
+}
+
+// awaitStreamMsgs polls the stream's message count until it is want
+// (JetStream has no event for it).
+func awaitStreamMsgs(t testing.TB, bus *stream.Bus, name string, want uint64, timeout time.Duration) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := streamMsgs(t, bus, name)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d messages after %v, want %d", name, got, timeout, want)
+		}
+		<-tick.C
+	}
+}

@@ -57,9 +57,11 @@ type WorkerConfig struct {
 	MaxAckPending int
 	// SweepInterval is how often the worker looks for queued jobs whose
 	// message is missing from JOBS (a Retry killed between its record
-	// update and its publish, a purge from outside) and re-publishes them
-	// (default 1 minute; negative disables). The first sweep at Start reads the whole bucket,
-	// later ones only records updated in the last few intervals.
+	// update and its publish, a purge from outside) and re-publishes them,
+	// then removes from JOBS the messages of the jobs its consumers have
+	// finished (default 1 minute; negative disables both: JOBS then keeps
+	// every job ever enqueued). The first sweep at Start reads the whole
+	// bucket, later ones only records updated in the last few intervals.
 	SweepInterval time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -619,12 +621,16 @@ func (w *Worker) sweepLoop() {
 	}()
 	interval := w.cfg.SweepInterval
 	var since time.Time // the first sweep reads everything
+	purged := map[string]uint64{}
 	for {
 		start := time.Now()
 		if err := w.sweep(ctx, since); err != nil && ctx.Err() == nil {
 			w.log.Warn("reliable: sweep", "err", err)
 		} else if err == nil {
 			since = start.Add(-2*interval - w.sweepAge)
+		}
+		if err := w.compact(ctx, purged); err != nil && ctx.Err() == nil {
+			w.log.Warn("reliable: removing finished jobs' messages", "err", err)
 		}
 		jitter := time.Duration(float64(interval) * (0.8 + 0.4*rand.Float64()))
 		t := time.NewTimer(jitter)
@@ -680,4 +686,41 @@ func (w *Worker) sweep(ctx context.Context, since time.Time) error {
 		}
 	}
 	return nil
+}
+
+// compact removes from JOBS the messages of the jobs this worker's
+// consumers are done with. A consumer's ack floor is the stream sequence
+// up to which it has acknowledged every message of its filter, and a job's
+// message is acknowledged only once its record says it is finished
+// (succeeded, failed, dead or cancelled) or once the record says it
+// belongs to another message: so a purge of the filter's subjects below
+// the floor + 1 removes no job that still has to run, and the records keep
+// a purged jid from running again if it is enqueued once more. Without
+// it, JOBS (a limits stream, whose acks remove nothing) would keep every
+// job ever enqueued. A job waiting for a retry is not acknowledged: it
+// holds the floor, and the messages after it wait for it to finish.
+// purged holds, per filter, the floor of the last purge.
+func (w *Worker) compact(ctx context.Context, purged map[string]uint64) error {
+	w.mu.Lock()
+	cons := []jetstream.Consumer{w.shared, w.targeted}
+	w.mu.Unlock()
+	filters := []string{w.s.bus.JobFilter(w.cfg.ServerType), w.s.bus.JobTargetFilter(w.cfg.ServerType, w.cfg.ServerID)}
+	var errs []error
+	for i, c := range cons {
+		info, err := c.Info(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("consumer %s: %w", c.CachedInfo().Name, err))
+			continue
+		}
+		floor, filter := info.AckFloor.Stream, filters[i]
+		if floor == 0 || floor <= purged[filter] {
+			continue
+		}
+		if err := w.s.jobs.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(floor+1)); err != nil {
+			errs = append(errs, fmt.Errorf("purge %s below %d: %w", filter, floor+1, err))
+			continue
+		}
+		purged[filter] = floor
+	}
+	return errors.Join(errs...)
 }
