@@ -324,6 +324,23 @@ func notFound(route string) *codec.Error {
 }
 
 func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, error) {
+	r.mu.RLock()
+	before, after := r.before, r.after
+	r.mu.RUnlock()
+	if h.raw && h.rawFn != nil && len(before) == 0 {
+		// The argument goes to the handler as is, never through an
+		// interface (boxing the slice allocates). It is a copy: the
+		// handler may keep it, data is the reader's.
+		res, err := h.rawFn(ctx, append([]byte(nil), data...))
+		if len(after) == 0 {
+			return res, err
+		}
+		var out any = res
+		for _, a := range after {
+			out, err = a(ctx, out, err)
+		}
+		return out, err
+	}
 	var arg any
 	if h.argType != nil {
 		if h.raw {
@@ -336,9 +353,6 @@ func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, erro
 			arg = p.Interface()
 		}
 	}
-	r.mu.RLock()
-	before, after := r.before, r.after
-	r.mu.RUnlock()
 	for _, b := range before {
 		var err error
 		ctx, arg, err = b(ctx, arg)
