@@ -116,6 +116,8 @@ type Recorder struct {
 	pmu      sync.Mutex
 	inflight map[*nats.Msg]int // records per batch awaiting its ack
 	drained  chan struct{}     // closed when inflight empties (Close waits)
+	free     [][]byte          // buffers of acknowledged batches, for new ones
+	freeCap  int               // their capacity
 
 	recorded atomic.Uint64
 	dropped  atomic.Uint64
@@ -223,7 +225,7 @@ func (r *Recorder) Record(subject, reply string, headers map[string][]string, da
 		b, signal = nil, true
 	}
 	if b == nil {
-		b = &batch{buf: make([]byte, 0, r.batchCap(msgSize)), start: now}
+		b = &batch{buf: r.buffer(r.batchCap(msgSize)), start: now}
 		r.cur = b
 		signal = true
 	}
@@ -258,6 +260,30 @@ var (
 // low rate stay small and full ones rarely grow.
 func (r *Recorder) batchCap(msgSize int) int {
 	return min(max(r.lastCap, msgSize, 256), r.maxBytes)
+}
+
+// freeBytes bounds the capacity of the buffers kept for new batches:
+// enough for the batches in flight at a steady rate, little memory when
+// recording stops.
+const freeBytes = 4 << 20
+
+// buffer returns an empty buffer of at least n bytes: one of an
+// acknowledged batch if there is one (a busy recorder allocated about a
+// sixth of a frontend's bytes for its batches), else a new one.
+func (r *Recorder) buffer(n int) []byte {
+	r.pmu.Lock()
+	for len(r.free) > 0 {
+		b := r.free[len(r.free)-1]
+		r.free[len(r.free)-1] = nil
+		r.free = r.free[:len(r.free)-1]
+		r.freeCap -= cap(b)
+		if cap(b) >= n {
+			r.pmu.Unlock()
+			return b[:0]
+		}
+	}
+	r.pmu.Unlock()
+	return make([]byte, 0, n)
 }
 
 // Recorded is how many records the stream has acknowledged.
@@ -407,6 +433,13 @@ func (r *Recorder) settle(m *nats.Msg, err error) {
 	n, ok := r.inflight[m]
 	if ok {
 		delete(r.inflight, m)
+		// Its bytes were copied into the connection's buffer when it was
+		// published (and again for each retry, which all come before
+		// its ack or its error): nothing reads them again.
+		if c := cap(m.Data); r.freeCap+c <= freeBytes {
+			r.free = append(r.free, m.Data[:0])
+			r.freeCap += c
+		}
 		if err != nil {
 			r.count(n)
 		} else {
