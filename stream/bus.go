@@ -187,6 +187,12 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	url := cfg.URL
 	b.inProc = cfg.InProcess != nil || url == ""
+	if b.inProc {
+		// No write deadline per flush: on an in-process connection (a
+		// net.Pipe) each one armed a new timer, and a write there only
+		// waits for the server of this very process.
+		opts = append(opts, nats.FlusherTimeout(0))
+	}
 	if cfg.InProcess != nil {
 		url = ""
 		opts = append(opts, nats.InProcessServer(cfg.InProcess))
