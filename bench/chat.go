@@ -216,6 +216,7 @@ type chatServerFlags struct {
 	heartbeat  time.Duration
 	cpuprofile string
 	memprofile string
+	sendBudget int64
 }
 
 func parseChatServerFlags(name string, args []string, stderr io.Writer) (*chatServerFlags, error) {
@@ -228,6 +229,7 @@ func parseChatServerFlags(name string, args []string, stderr io.Writer) (*chatSe
 	fs.DurationVar(&f.heartbeat, "heartbeat", 60*time.Second, "heartbeat interval (Nopal only)")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", `CPU profile file, written between the "profile-start" and "profile-stop" lines on stdin`)
 	fs.StringVar(&f.memprofile, "memprofile", "", `heap profile file, written (after a GC) on a "heap-profile" line on stdin`)
+	fs.Int64Var(&f.sendBudget, "send-budget", 0, "bytes all send queues may hold (Config.SendBudget; 0: none; Nopal only)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -259,6 +261,7 @@ func cmdChatServer(args []string, stdin io.Reader, stdout, stderr io.Writer) (er
 	}()
 	app, err := nopal.New(nopal.Config{
 		ServerType: "chat", Heartbeat: f.heartbeat, ShutdownTimeout: 5 * time.Second, Logger: log,
+		SendBudget: f.sendBudget,
 	})
 	if err != nil {
 		return err

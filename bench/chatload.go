@@ -28,23 +28,25 @@ type chatOptions struct {
 	// WSShare is the share of the connections that are WebSockets (the
 	// rest TCP), interleaved so that every room has both.
 	WSShare   float64       `json:"ws_share"`
-	Room      int           `json:"room"`           // members per room
-	Rate      float64       `json:"rate"`           // messages per second per connection
-	Duration  time.Duration `json:"duration_ns"`    // the measured steady state
-	Warmup    time.Duration `json:"warmup_ns"`      // sending before it
-	Drain     time.Duration `json:"drain_ns"`       // reading after it
-	Settle    time.Duration `json:"settle_ns"`      // between the ramp and the RSS sample
-	Payload   int           `json:"payload"`        // message bytes (≥ 12)
-	Sources   int           `json:"sources"`        // 127.0.0.2 … source addresses
-	Dialers   int           `json:"dialers"`        // connections being opened at once
-	Notify    bool          `json:"notify"`         // send notifies, not requests
-	Floor     bool          `json:"floor"`          // measure the relay floor too
-	Heartbeat time.Duration `json:"heartbeat_ns"`   // of the Nopal server
-	Profile   string        `json:"cpuprofile"`     // of the Nopal server, steady state only
-	MemProf   string        `json:"memprofile"`     // of the Nopal server, after the ramp
-	NoFile    uint64        `json:"rlimit_nofile"`  // the limit in force
-	RaisedHL  bool          `json:"raised_hard"`    // the hard limit had to be raised
-	HardWas   uint64        `json:"hard_limit_was"` // the hard limit before
+	Room      int           `json:"room"`         // members per room
+	Rate      float64       `json:"rate"`         // messages per second per connection
+	Duration  time.Duration `json:"duration_ns"`  // the measured steady state
+	Warmup    time.Duration `json:"warmup_ns"`    // sending before it
+	Drain     time.Duration `json:"drain_ns"`     // reading after it
+	Settle    time.Duration `json:"settle_ns"`    // between the ramp and the RSS sample
+	Payload   int           `json:"payload"`      // message bytes (≥ 12)
+	Sources   int           `json:"sources"`      // 127.0.0.2 … source addresses
+	Dialers   int           `json:"dialers"`      // connections being opened at once
+	Notify    bool          `json:"notify"`       // send notifies, not requests
+	Floor     bool          `json:"floor"`        // measure the relay floor too
+	Heartbeat time.Duration `json:"heartbeat_ns"` // of the Nopal server
+	// SendBudget is the Nopal server's Config.SendBudget (0: none).
+	SendBudget int64  `json:"send_budget"`
+	Profile    string `json:"cpuprofile"`     // of the Nopal server, steady state only
+	MemProf    string `json:"memprofile"`     // of the Nopal server, after the ramp
+	NoFile     uint64 `json:"rlimit_nofile"`  // the limit in force
+	RaisedHL   bool   `json:"raised_hard"`    // the hard limit had to be raised
+	HardWas    uint64 `json:"hard_limit_was"` // the hard limit before
 }
 
 // nofileMargin is the descriptors a process needs besides its connections
@@ -131,6 +133,7 @@ func cmdChat(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.Notify, "notify", false, "send room.message as notifies (default: requests, timed to their response)")
 	fs.BoolVar(&o.Floor, "floor", true, "also measure the relay floor (a plain goroutine-per-connection server)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
+	fs.Int64Var(&o.SendBudget, "send-budget", 0, "bytes all send queues of the Nopal server may hold (Config.SendBudget; 0: no bound but each client's)")
 	fs.StringVar(&o.Profile, "cpuprofile", "", "write a CPU profile of the Nopal server over the measured steady state to this file")
 	fs.StringVar(&o.MemProf, "memprofile", "", "write a heap profile of the Nopal server (after a GC) to this file once the ramp's RSS is sampled")
 	keepHard := fs.Bool("keep-hard-limit", false, "do not raise the hard RLIMIT_NOFILE even if allowed: run fewer connections if it is too low")
@@ -520,7 +523,7 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 	args := []string{"chat-floor"}
 	if nopal {
 		res.Server = "nopal"
-		args = []string{"chat-server", "-heartbeat", o.Heartbeat.String()}
+		args = []string{"chat-server", "-heartbeat", o.Heartbeat.String(), "-send-budget", strconv.FormatInt(o.SendBudget, 10)}
 		if o.Profile != "" {
 			args = append(args, "-cpuprofile", o.Profile)
 		}

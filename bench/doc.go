@@ -48,7 +48,7 @@
 //	go run ./bench cluster-server -role nats [-nats-listen 127.0.0.1:0]
 //	go run ./bench cluster-server -mode external -nats nats://127.0.0.1:port -role echo|front
 //	go run ./bench jobs-server [-nats-listen 127.0.0.1:0] [-store dir] [-concurrency 64] [-cpuprofile f]
-//	go run ./bench chat-server [-tcp 127.0.0.1:0] [-ws 127.0.0.1:0] [-nofile n] [-heartbeat 60s] [-cpuprofile f] [-memprofile f]
+//	go run ./bench chat-server [-tcp 127.0.0.1:0] [-ws 127.0.0.1:0] [-nofile n] [-heartbeat 60s] [-send-budget bytes] [-cpuprofile f] [-memprofile f]
 //	go run ./bench chat-floor [-tcp 127.0.0.1:0] [-ws 127.0.0.1:0] [-nofile n]
 //
 // Each prints "ADDR host:port" on stdout once it listens (the server and
@@ -99,6 +99,7 @@
 //	go run ./bench chat                                  # 20,000 conns, 1 msg/s each, 20 s
 //	go run ./bench chat -rate 0.05 -cpuprofile /tmp/chat.pprof -memprofile /tmp/heap.pprof
 //	go run ./bench chat -conns 2000 -ws 0 -duration 5s   # smaller, TCP only
+//	go run ./bench chat -floor=false -send-budget 67108864  # overload, Nopal's queues within 64 MiB
 //
 // It runs the floor, then Nopal, each against a fresh server subprocess
 // (this binary re-executed, so the server's CPU and RSS are its own). The

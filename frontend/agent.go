@@ -50,6 +50,9 @@ type agent struct {
 	hsTimer  *time.Timer
 	refused  bool // handshake refused: input is ignored until the close (reader only)
 	badInput bool // closed for bad input: the session is not kept (reader only)
+	// cutSlow: closed for not reading (send queue over its bounds): the
+	// session is not kept either.
+	cutSlow atomic.Bool
 	maxBody  int  // the connection's packet bound, 0: none; payloads inflate no further
 
 	ctx context.Context // the frontend's, for the reader started again after a park
@@ -134,21 +137,22 @@ func (a *agent) Close() error {
 //
 // A queue over its bounds (SendQueueSize packets, SendQueueBytes bytes,
 // or the frontend's SendBudget) means the client does not read fast
-// enough: it is disconnected rather than allowed to hold memory or block
-// the sender.
+// enough: it is disconnected, and its session ended, rather than allowed
+// to hold memory or block the sender.
 func (a *agent) send(pkt []byte) error {
 	a.mu.Lock()
 	if a.closed || a.closing {
 		a.mu.Unlock()
 		return ErrConnClosed
 	}
-	if a.overBudget(len(pkt)) {
+	cost := len(pkt) + queueEntryCost
+	if a.overBudget(cost) {
 		a.mu.Unlock()
 		a.slow()
 		return ErrSlowClient
 	}
 	a.queue = append(a.queue, pkt)
-	a.account(len(pkt))
+	a.account(cost)
 	start := !a.writing
 	a.writing = true
 	a.mu.Unlock()
@@ -187,6 +191,26 @@ func (a *agent) overBudget(n int) bool {
 	return k > 0 && int64(a.queued)*k >= total
 }
 
+// queueEntryCost is what a queued packet costs besides its bytes: its
+// slice header in the queue. Packets of a broadcast are shared by its
+// recipients, their queue entries are not; for small pushes they are a
+// large part of what a backlog holds, so the byte bounds count them.
+const queueEntryCost = 24
+
+// maxSpareEntries bounds the capacity of the queue slice a connection
+// keeps for its next batch: one that took a long backlog does not hold
+// that much memory once it has caught up (under overload, kept slices were
+// 110 of a frontend's 175 MB live heap).
+const maxSpareEntries = 256
+
+// keepSpare keeps batch, just written, for the connection's next queue
+// unless it already has one or batch is too large. The caller holds mu.
+func (a *agent) keepSpare(batch [][]byte) {
+	if a.spare == nil && cap(batch) <= maxSpareEntries {
+		a.spare = batch[:0]
+	}
+}
+
 // account adds n bytes (negative: removes) to the connection's and the
 // frontend's queued bytes. The caller holds mu.
 func (a *agent) account(n int) {
@@ -205,8 +229,16 @@ func (a *agent) account(n int) {
 }
 
 // slow disconnects a client whose queue is over its bounds.
+//
+// Its session ends with the connection, without a resume window: suspended,
+// it would keep up to Resume.MaxMissed more pushes for the grace, for a
+// client that has shown it cannot take them. Under overload those kept
+// pushes, not the send queues, held most of a frontend's memory (145 of 252
+// MB live in `bench chat -floor=false -send-budget 67108864`), beyond any
+// SendBudget.
 func (a *agent) slow() {
 	a.f.stats.SlowClients.Add(1)
+	a.cutSlow.Store(true)
 	s := a.session()
 	a.f.log.Warn("closing slow client", "session", s.ID(), "uid", s.UID(), "remote", a.conn.RemoteAddr())
 	_ = a.Close()
@@ -249,7 +281,7 @@ func (a *agent) sendAll(pkts [][]byte) {
 	a.queue = append(a.queue, pkts...)
 	n := 0
 	for _, p := range pkts {
-		n += len(p)
+		n += len(p) + queueEntryCost
 	}
 	a.account(n)
 	start := !a.writing
@@ -382,9 +414,7 @@ func (a *agent) write() {
 			// was queued since stays counted.
 			a.account(-held)
 		}
-		if a.spare == nil {
-			a.spare = batch[:0]
-		}
+		a.keepSpare(batch)
 		a.mu.Unlock()
 	}
 }
@@ -646,7 +676,7 @@ func (a *agent) cleanup() {
 	// close callbacks run before the frontend forgets the connection, so
 	// that Shutdown returns only after they have run.
 	l := a.link()
-	if !l.detach(a, st >= stateHandshaken && !a.badInput) {
+	if !l.detach(a, st >= stateHandshaken && !a.badInput && !a.cutSlow.Load()) {
 		l.end()
 	}
 	a.f.remove(a)

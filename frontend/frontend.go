@@ -65,8 +65,9 @@ type Config struct {
 	// (default 512); a client that lets it fill is disconnected.
 	SendQueueSize int
 	// SendQueueBytes bounds the bytes waiting to be written to one client
-	// (default 1 MiB); a client with packets waiting that would pass it
-	// is disconnected like one whose queue is full. It bounds what a slow
+	// (default 1 MiB), each packet counted with its 24-byte queue entry; a
+	// client with packets waiting that would pass it is disconnected like
+	// one whose queue is full, and its session ended (no resume). It bounds what a slow
 	// client holds when packets are large, where SendQueueSize alone let
 	// an overloaded frontend grow to 924 MB (BENCHMARKS.md). A single
 	// packet larger than it still goes to a client with nothing waiting.
@@ -78,7 +79,9 @@ type Config struct {
 	// client that stopped reading, not one a packet behind); a client
 	// with nothing waiting still gets its packet. A push to many clients
 	// counts once per client though its bytes are shared, so this is an
-	// upper bound of the memory held.
+	// upper bound of the memory the queues hold. It does not bound the
+	// goroutine stacks of busy connections, which under overload are most
+	// of a frontend's memory (BENCHMARKS.md).
 	SendBudget int64
 	// WriteTimeout bounds one write to a client (default 10 s).
 	WriteTimeout time.Duration

@@ -177,3 +177,43 @@ func TestSendQueueConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowClientSessionEnds: a client cut for not reading gets no resume
+// window. Its session ends with the connection: nothing is suspended and
+// no pushes are kept for it. A client that drops by itself is suspended.
+func TestSlowClientSessionEnds(t *testing.T) {
+	s := startStandalone(t, frontend.Config{
+		SendQueueBytes: 256 << 10, SendQueueSize: 1 << 20, WriteTimeout: time.Hour,
+	}, false)
+	st := s.fe.Stats()
+	dialStalled(t, s, "stalled")
+	sess := s.pool.ByUID("stalled")
+	if sess == nil {
+		t.Fatal("the stalled client's session is not bound")
+	}
+	payload := strings.Repeat("x", 16<<10)
+	ctx := testCtx(t)
+	for i := 0; ; i++ {
+		if i == 4000 {
+			t.Fatal("the stalled client took every push")
+		}
+		failed, err := s.fe.PushToUsers(ctx, "onBig", payload, []string{"stalled"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(failed) > 0 {
+			break
+		}
+	}
+	eventually(t, "the slow client's session to end", sess.Closed)
+	if n := st.SlowClients.Load(); n != 1 {
+		t.Errorf("SlowClients %d, want 1", n)
+	}
+	if n := st.Suspended.Load(); n != 0 {
+		t.Errorf("Suspended %d after a slow client's cut, want 0", n)
+	}
+
+	dropped := dialStalled(t, s, "dropper")
+	_ = dropped.Close()
+	eventually(t, "the dropped client's session to be suspended", func() bool { return st.Suspended.Load() == 1 })
+}

@@ -141,9 +141,7 @@ func (a *agent) flush(fl *flusher) {
 				a.account(buffersLen(left))
 			}
 		}
-		if a.spare == nil {
-			a.spare = batch[:0]
-		}
+		a.keepSpare(batch)
 		a.mu.Unlock()
 		if err != nil {
 			a.f.log.Debug("write failed: closing", "session", a.session().ID(), "err", err)
