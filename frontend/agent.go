@@ -53,7 +53,7 @@ type agent struct {
 	// cutSlow: closed for not reading (send queue over its bounds): the
 	// session is not kept either.
 	cutSlow atomic.Bool
-	maxBody  int  // the connection's packet bound, 0: none; payloads inflate no further
+	maxBody int // the connection's packet bound, 0: none; payloads inflate no further
 
 	ctx context.Context // the frontend's, for the reader started again after a park
 	// sock is the socket the connection's reads come from, nil when it
