@@ -43,7 +43,8 @@ type chatOptions struct {
 	// SendBudget is the Nopal server's Config.SendBudget (0: none).
 	SendBudget int64  `json:"send_budget"`
 	Profile    string `json:"cpuprofile"`     // of the Nopal server, steady state only
-	MemProf    string `json:"memprofile"`     // of the Nopal server, after the ramp
+	MemProf    string `json:"memprofile"`     // of the Nopal server, after the ramp (or at MemProfAt)
+	MemProfAt  string `json:"memprofile_at"`  // "ramp" (default) or "end" of the measured window
 	NoFile     uint64 `json:"rlimit_nofile"`  // the limit in force
 	RaisedHL   bool   `json:"raised_hard"`    // the hard limit had to be raised
 	HardWas    uint64 `json:"hard_limit_was"` // the hard limit before
@@ -135,7 +136,8 @@ func cmdChat(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
 	fs.Int64Var(&o.SendBudget, "send-budget", 0, "bytes all send queues of the Nopal server may hold (Config.SendBudget; 0: no bound but each client's)")
 	fs.StringVar(&o.Profile, "cpuprofile", "", "write a CPU profile of the Nopal server over the measured steady state to this file")
-	fs.StringVar(&o.MemProf, "memprofile", "", "write a heap profile of the Nopal server (after a GC) to this file once the ramp's RSS is sampled")
+	fs.StringVar(&o.MemProf, "memprofile", "", "write a heap profile of the Nopal server (after a GC) to this file once the ramp's RSS is sampled (see -memprofile-at)")
+	fs.StringVar(&o.MemProfAt, "memprofile-at", "ramp", `when -memprofile is written: "ramp" (after the ramp) or "end" (at the end of the measured window, once its RSS is read)`)
 	keepHard := fs.Bool("keep-hard-limit", false, "do not raise the hard RLIMIT_NOFILE even if allowed: run fewer connections if it is too low")
 	asJSON := fs.Bool("json", false, "also write the raw figures as JSON to -out")
 	out := fs.String("out", "chat.json", "JSON output file (with -json)")
@@ -184,6 +186,10 @@ func checkChatOptions(o chatOptions) error {
 		return errors.New("chat: -rate above 1000 messages/s per connection")
 	case o.Conns > 250000:
 		return errors.New("chat: -conns above 250000")
+	case o.MemProfAt != "" && o.MemProfAt != "ramp" && o.MemProfAt != "end":
+		return fmt.Errorf("chat: -memprofile-at %q: ramp or end", o.MemProfAt)
+	case o.SendBudget < 0:
+		return errors.New("chat: -send-budget must not be negative")
 	}
 	return nil
 }
@@ -620,7 +626,7 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 	fmt.Fprintf(log, "%s: %d connections open and joined in %.2f s (%.0f/s); RSS %d → %d KB (%.2f KB per connection); %d descriptors open in the server\n",
 		res.Server, o.Conns, res.RampSeconds, res.ConnsPerSec, res.RSSBeforeKB, res.RSSRampKB, res.PerConnKB, fds)
 
-	if nopal && o.MemProf != "" {
+	if nopal && o.MemProf != "" && o.MemProfAt != "end" {
 		// Written during the warm-up; its GC lowers the RSS at the end.
 		_, _ = io.WriteString(srv.stdin, "heap-profile\n")
 	}
@@ -654,6 +660,11 @@ func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res Ch
 		_, _ = io.WriteString(srv.stdin, "profile-stop\n")
 	}
 	res.RSSEndKB, err = rssKB(pid)
+	if nopal && o.MemProf != "" && o.MemProfAt == "end" {
+		// What the server holds at the end of the window (under
+		// overload: its queues, kept pushes and stacks).
+		_, _ = io.WriteString(srv.stdin, "heap-profile\n")
+	}
 	if err := errors.Join(err0, err1, err2, err3, errm0, errm1, err); err != nil {
 		return res, fmt.Errorf("server CPU time and RSS: %w", err)
 	}

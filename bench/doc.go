@@ -99,7 +99,8 @@
 //	go run ./bench chat                                  # 20,000 conns, 1 msg/s each, 20 s
 //	go run ./bench chat -rate 0.05 -cpuprofile /tmp/chat.pprof -memprofile /tmp/heap.pprof
 //	go run ./bench chat -conns 2000 -ws 0 -duration 5s   # smaller, TCP only
-//	go run ./bench chat -floor=false -send-budget 67108864  # overload, Nopal's queues within 64 MiB
+//	go run ./bench chat -floor=false -send-budget 67108864 -memprofile /tmp/h.pprof -memprofile-at end
+//	                                                     # overload: queues within 64 MiB, what is held at the end
 //
 // It runs the floor, then Nopal, each against a fresh server subprocess
 // (this binary re-executed, so the server's CPU and RSS are its own). The
