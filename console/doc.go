@@ -20,14 +20,15 @@
 //     which watchers do not see).
 //   - Jobs: a watcher of the KV bucket "jobs" keeps the counts by state;
 //     lists, a job's record, Retry and Cancel go through reliable.Client;
-//     the dead letters are read from JOBS_DLQ.
+//     the dead letters are read from JOBS_DLQ, and a subscription to their
+//     subjects tells the page when a new one is published.
 //   - Traffic: one live tail of the TRAFFIC stream (stream.Replay with
 //     Follow), shared by every page; a query replays a window with
 //     stream.Filter, as `node replay` does.
 //
 // The page gets the live changes over Server-Sent Events (/api/events): a
 // snapshot, then the changes: joins, leaves and deaths at once, the rest
-// (heartbeats, binds, groups, jobs, traffic) coalesced every 200 ms, with
+// (heartbeats, binds, groups, jobs, dead letters, traffic) coalesced every 200 ms, with
 // at most 200 traffic lines per flush (the rest are counted as skipped). A
 // page that falls behind is cut off and reconnects to a new snapshot.
 // Nothing polls.
@@ -35,7 +36,7 @@
 // # API
 //
 //	GET  /api/overview                 the snapshot: servers, users, groups, job counts, recent traffic
-//	GET  /api/events                   Server-Sent Events: snapshot, servers, cluster, beats, users, groups, jobs, traffic
+//	GET  /api/events                   Server-Sent Events: snapshot, servers, cluster, beats, users, groups, jobs, dlq, traffic
 //	GET  /api/servers                  servers (with last heartbeat, bound sessions) and the latest joins, leaves, deaths
 //	GET  /api/users                    online count, per frontend, the latest binds
 //	GET  /api/user?uid=                a uid's frontend, session and session data

@@ -130,6 +130,7 @@ type state struct {
 	newUserEvents  []UserEvent
 	jobsChanged    map[string]JobSummary
 	groupsChanged  bool
+	dlqChanged     bool // a dead letter was published since the last flush
 	trafficPending []stream.Entry
 	trafficSkipped int
 
@@ -212,6 +213,18 @@ func (st *state) start(ctx context.Context) error {
 		context.AfterFunc(c.life, func() { _ = sub.Unsubscribe() })
 	} else {
 		c.log.Warn("console: cannot follow group removals", "err", err)
+	}
+	// A job's dead letter is published just after its record turns dead
+	// or failed: the record's event alone made the page read the dead
+	// letters too early, so the page hears of each one as it is published.
+	if sub, err := c.bus.Subscribe(c.bus.DLQWildcard(), "", func(*nats.Msg) {
+		st.mu.Lock()
+		st.dlqChanged = true
+		st.mu.Unlock()
+	}); err == nil {
+		context.AfterFunc(c.life, func() { _ = sub.Unsubscribe() })
+	} else {
+		c.log.Warn("console: cannot follow dead letters", "err", err)
 	}
 	c.wg.Add(1)
 	go st.flushLoop()
@@ -641,6 +654,10 @@ func (st *state) flush() []event {
 		}
 		evs = append(evs, newEvent("jobs", map[string]any{"counts": st.jobCounts(), "changed": changed}))
 		clear(st.jobsChanged)
+	}
+	if st.dlqChanged {
+		evs = append(evs, newEvent("dlq", struct{}{}))
+		st.dlqChanged = false
 	}
 	if len(st.trafficPending) > 0 || st.trafficSkipped > 0 {
 		evs = append(evs, newEvent("traffic", TrafficBatch{Lines: st.trafficPending, Skipped: st.trafficSkipped}))

@@ -438,6 +438,7 @@ function connect() {
   on('users', (d) => { state.users = d.users; state.userEvents = state.userEvents.concat(d.events || []).slice(-100); renderUsers(); renderUserFeed(); });
   on('groups', (g) => { state.groups = g || []; renderGroups(); });
   on('jobs', onJobs);
+  on('dlq', () => { if ($('#view-jobs').classList.contains('active')) { clearTimeout(dlqReload); dlqReload = setTimeout(loadDLQ, 100); } });
   on('traffic', (b) => { state.skipped += b.skipped || 0; addTraffic(b.lines || []); });
 }
 
