@@ -233,9 +233,9 @@ func (a *agent) account(n int) {
 // Its session ends with the connection, without a resume window: suspended,
 // it would keep up to Resume.MaxMissed more pushes for the grace, for a
 // client that has shown it cannot take them. Under overload those kept
-// pushes, not the send queues, held most of a frontend's memory (145 of 252
-// MB live in `bench chat -floor=false -send-budget 67108864`), beyond any
-// SendBudget.
+// pushes, not the send queues, held most of a frontend's memory (233 of
+// 350 MB live at the end of `bench chat -floor=false -send-budget
+// 67108864`), beyond any SendBudget.
 func (a *agent) slow() {
 	a.f.stats.SlowClients.Add(1)
 	a.cutSlow.Store(true)

@@ -67,10 +67,11 @@ type Config struct {
 	// SendQueueBytes bounds the bytes waiting to be written to one client
 	// (default 1 MiB), each packet counted with its 24-byte queue entry; a
 	// client with packets waiting that would pass it is disconnected like
-	// one whose queue is full, and its session ended (no resume). It bounds what a slow
-	// client holds when packets are large, where SendQueueSize alone let
-	// an overloaded frontend grow to 924 MB (BENCHMARKS.md). A single
-	// packet larger than it still goes to a client with nothing waiting.
+	// one whose queue is full, and its session ended (no resume). It
+	// bounds what a slow client holds when packets are large, where
+	// SendQueueSize alone let an overloaded frontend grow to 924 MB
+	// (BENCHMARKS.md). A single packet larger than it still goes to a
+	// client with nothing waiting.
 	SendQueueBytes int
 	// SendBudget bounds the bytes waiting in all send queues of the
 	// frontend together (0, the default: no bound beyond SendQueueBytes
