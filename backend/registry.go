@@ -323,6 +323,15 @@ func notFound(route string) *codec.Error {
 	return codec.NewError(codec.CodeNotFound, fmt.Sprintf("nopal/handler: %s not found", route), nil)
 }
 
+// runAfter passes a handler's result and error through the after-hooks,
+// in order.
+func runAfter(ctx context.Context, after []AfterHandler, out any, err error) (any, error) {
+	for _, a := range after {
+		out, err = a(ctx, out, err)
+	}
+	return out, err
+}
+
 func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, error) {
 	r.mu.RLock()
 	before, after := r.before, r.after
@@ -332,14 +341,7 @@ func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, erro
 		// interface (boxing the slice allocates). It is a copy: the
 		// handler may keep it, data is the reader's.
 		res, err := h.rawFn(ctx, append([]byte(nil), data...))
-		if len(after) == 0 {
-			return res, err
-		}
-		var out any = res
-		for _, a := range after {
-			out, err = a(ctx, out, err)
-		}
-		return out, err
+		return runAfter(ctx, after, res, err)
 	}
 	var arg any
 	if h.argType != nil {
@@ -363,14 +365,7 @@ func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, erro
 	if h.rawFn != nil {
 		if b, ok := arg.([]byte); ok {
 			res, err := h.rawFn(ctx, b)
-			if len(after) == 0 {
-				return res, err
-			}
-			var out any = res
-			for _, a := range after {
-				out, err = a(ctx, out, err)
-			}
-			return out, err
+			return runAfter(ctx, after, res, err)
 		}
 	}
 	if h.typed != nil && (h.argType == nil || reflect.TypeOf(arg) == h.argType) {
@@ -383,10 +378,7 @@ func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, erro
 		if !h.notify {
 			res = reflect.NewAt(h.outType.Elem(), out).Interface()
 		}
-		for _, a := range after {
-			res, err = a(ctx, res, err)
-		}
-		return res, err
+		return runAfter(ctx, after, res, err)
 	}
 	var args [2]reflect.Value
 	args[0] = reflect.ValueOf(ctx)
@@ -407,10 +399,7 @@ func (r *Registry) call(ctx context.Context, h *handler, data []byte) (any, erro
 			err = e.(error)
 		}
 	}
-	for _, a := range after {
-		res, err = a(ctx, res, err)
-	}
-	return res, err
+	return runAfter(ctx, after, res, err)
 }
 
 func lowerFirst(s string) string {

@@ -525,20 +525,8 @@ func (c *chatConn) handle(r *chatRun, pkt []byte, shard int) error {
 // runs the scenario against it: ramp, RSS, warm-up, measured window,
 // drain.
 func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res ChatResult, err error) {
-	res.Server = "floor"
-	args := []string{"chat-floor"}
-	if nopal {
-		res.Server = "nopal"
-		args = []string{"chat-server", "-heartbeat", o.Heartbeat.String(), "-send-budget", strconv.FormatInt(o.SendBudget, 10)}
-		if o.Profile != "" {
-			args = append(args, "-cpuprofile", o.Profile)
-		}
-		if o.MemProf != "" {
-			args = append(args, "-memprofile", o.MemProf)
-		}
-	}
-	args = append(args, "-nofile", strconv.Itoa(o.Conns+nofileMargin))
-	srv, err := startChatChild(res.Server, exe, args, log)
+	var srv *child
+	srv, res.Server, err = startChatServer(exe, o, nopal, log)
 	if err != nil {
 		return res, err
 	}
@@ -816,18 +804,33 @@ func renderChat(w io.Writer, rep *ChatReport) {
 	}
 }
 
-// startChatChild starts a chat server or the chat floor (args) and checks
-// that it listens on TCP and WebSocket.
-func startChatChild(name, exe string, args []string, log io.Writer) (*child, error) {
-	srv, err := startChildReady(name, exe, args, log, 15*time.Second)
+// startChatServer starts Nopal's chat server (chat-server, with o's
+// heartbeat, send budget and profiles) or the floor (chat-floor), with
+// descriptors for o.Conns, and checks that it listens on TCP and
+// WebSocket. server is "nopal" or "floor".
+func startChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (srv *child, server string, err error) {
+	server = "floor"
+	args := []string{"chat-floor"}
+	if nopal {
+		server = "nopal"
+		args = []string{"chat-server", "-heartbeat", o.Heartbeat.String(), "-send-budget", strconv.FormatInt(o.SendBudget, 10)}
+		if o.Profile != "" {
+			args = append(args, "-cpuprofile", o.Profile)
+		}
+		if o.MemProf != "" {
+			args = append(args, "-memprofile", o.MemProf)
+		}
+	}
+	args = append(args, "-nofile", strconv.Itoa(o.Conns+nofileMargin))
+	srv, err = startChildReady(server, exe, args, log, 15*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, server, err
 	}
 	if len(srv.addrs) != 2 {
 		srv.kill()
-		return nil, fmt.Errorf("addresses %q, want TCP and WebSocket", srv.addrs)
+		return nil, server, fmt.Errorf("addresses %q, want TCP and WebSocket", srv.addrs)
 	}
-	return srv, nil
+	return srv, server, nil
 }
 
 // rssNow is pid's RSS now, the last of two samples.

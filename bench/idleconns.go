@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,17 +125,8 @@ func cmdIdleConns(args []string, stdout, stderr io.Writer) error {
 // runIdleConns opens the connections to one server, lets them idle, and
 // samples the server's RSS.
 func runIdleConns(exe string, o idleConnsOptions, nopal bool, log io.Writer) (res IdleConnsResult, err error) {
-	res.Server = "floor"
-	args := []string{"chat-floor"}
-	if nopal {
-		res.Server = "nopal"
-		args = []string{"chat-server", "-heartbeat", o.chat.Heartbeat.String()}
-		if o.chat.MemProf != "" {
-			args = append(args, "-memprofile", o.chat.MemProf)
-		}
-	}
-	args = append(args, "-nofile", strconv.Itoa(o.chat.Conns+nofileMargin))
-	srv, err := startChatChild(res.Server, exe, args, log)
+	var srv *child
+	srv, res.Server, err = startChatServer(exe, o.chat, nopal, log)
 	if err != nil {
 		return res, err
 	}

@@ -93,15 +93,20 @@ func TestSameJIDRunsOnce(t *testing.T) {
 		t.Fatalf("Wait = %+v, %v", j, err)
 	}
 	// Again after success: accepted, nothing runs, the record is untouched.
-	if jid, err := c.Enqueue(ctx, route, &Mail{To: "bob"}, reliable.WithJID("order-42")); err != nil || jid != "order-42" {
-		t.Fatalf("enqueue after success: %q, %v", jid, err)
+	enqueueAgain(t, c, m, "order-42", "bob", j.Revision)
+}
+
+// enqueueAgain enqueues jid (a mail to to) again after it succeeded with
+// record revision rev: Enqueue accepts it, the record stays as it is, and
+// once a sentinel job enqueued afterwards has run (a second message of jid,
+// if any, would have been delivered first) the mail has still been sent
+// once.
+func enqueueAgain(t *testing.T, c *reliable.Client, m *Mailer, jid, to string, rev uint64) {
+	t.Helper()
+	ctx := testCtx(t)
+	if got, err := c.Enqueue(ctx, route, &Mail{To: to}, reliable.WithJID(jid)); err != nil || got != jid {
+		t.Fatalf("enqueue %s again: %q, %v", jid, got, err)
 	}
-	after, err := c.Get(ctx, "order-42")
-	if err != nil || after.Revision != j.Revision {
-		t.Fatalf("record changed: %+v, %v", after, err)
-	}
-	// A sentinel enqueued afterwards completes; by then a second message
-	// of order-42, if any, would have been delivered first.
 	sentinel, err := c.Enqueue(ctx, route, &Mail{To: "sentinel"})
 	if err != nil {
 		t.Fatal(err)
@@ -109,8 +114,11 @@ func TestSameJIDRunsOnce(t *testing.T) {
 	if _, err := c.Wait(ctx, sentinel); err != nil {
 		t.Fatal(err)
 	}
-	if n := m.Calls("bob"); n != 1 {
-		t.Fatalf("order-42 ran %d times", n)
+	if n := m.Calls(to); n != 1 {
+		t.Fatalf("%s ran %d times", jid, n)
+	}
+	if j, err := c.Get(ctx, jid); err != nil || j.Revision != rev || j.State != reliable.Succeeded {
+		t.Fatalf("record of %s: %+v, %v; want revision %d, succeeded", jid, j, err, rev)
 	}
 }
 
@@ -893,22 +901,7 @@ func TestFinishedJobsLeaveTheStream(t *testing.T) {
 
 	// Enqueued again with its message gone: JOBS takes it, the worker
 	// acks it unrun, the record stays as it was.
-	if jid, err := c.Enqueue(ctx, route, &Mail{To: "u0"}, reliable.WithJID(jids[0])); err != nil || jid != jids[0] {
-		t.Fatalf("enqueue again: %q, %v", jid, err)
-	}
-	sentinel, err := c.Enqueue(ctx, route, &Mail{To: "sentinel"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Wait(ctx, sentinel); err != nil {
-		t.Fatal(err)
-	}
-	if n := m.Calls("u0"); n != 1 {
-		t.Fatalf("u0 ran %d times", n)
-	}
-	if j, err := c.Get(ctx, jids[0]); err != nil || j.Revision != first.Revision || j.State != reliable.Succeeded {
-		t.Fatalf("record of %s: %+v, %v; want revision %d, succeeded", jids[0], j, err, first.Revision)
-	}
+	enqueueAgain(t, c, m, jids[0], "u0", first.Revision)
 	awaitStreamMsgs(t, bus, jobs, 0, 10*time.Second)
 }
 
