@@ -526,19 +526,12 @@ func (c *chatConn) handle(r *chatRun, pkt []byte, shard int) error {
 // drain.
 func runChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (res ChatResult, err error) {
 	var srv *child
-	srv, res.Server, err = startChatServer(exe, o, nopal, log)
+	srv, res.Server, res.RSSBeforeKB, err = startChatServer(exe, o, nopal, log)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if srv.alive() {
-			srv.kill()
-		}
-	}()
+	defer srv.kill() // a no-op once it has exited
 	pid := srv.pid()
-	if res.RSSBeforeKB, err = rssNow(pid); err != nil {
-		return res, err
-	}
 
 	r := &chatRun{
 		o: o, nopal: nopal, base: time.Now(), start: make(chan struct{}),
@@ -806,9 +799,10 @@ func renderChat(w io.Writer, rep *ChatReport) {
 
 // startChatServer starts Nopal's chat server (chat-server, with o's
 // heartbeat, send budget and profiles) or the floor (chat-floor), with
-// descriptors for o.Conns, and checks that it listens on TCP and
-// WebSocket. server is "nopal" or "floor".
-func startChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (srv *child, server string, err error) {
+// descriptors for o.Conns, checks that it listens on TCP and WebSocket,
+// and reads its RSS before any connection (rssKB). server is "nopal" or
+// "floor".
+func startChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (srv *child, server string, rssKB int64, err error) {
 	server = "floor"
 	args := []string{"chat-floor"}
 	if nopal {
@@ -824,13 +818,17 @@ func startChatServer(exe string, o chatOptions, nopal bool, log io.Writer) (srv 
 	args = append(args, "-nofile", strconv.Itoa(o.Conns+nofileMargin))
 	srv, err = startChildReady(server, exe, args, log, 15*time.Second)
 	if err != nil {
-		return nil, server, err
+		return nil, server, 0, err
 	}
 	if len(srv.addrs) != 2 {
 		srv.kill()
-		return nil, server, fmt.Errorf("addresses %q, want TCP and WebSocket", srv.addrs)
+		return nil, server, 0, fmt.Errorf("addresses %q, want TCP and WebSocket", srv.addrs)
 	}
-	return srv, server, nil
+	if rssKB, err = rssNow(srv.pid()); err != nil {
+		srv.kill()
+		return nil, server, 0, err
+	}
+	return srv, server, rssKB, nil
 }
 
 // rssNow is pid's RSS now, the last of two samples.

@@ -158,7 +158,8 @@ func (c *child) stop() error {
 	return nil
 }
 
-// kill ends the subprocess at once and waits for it.
+// kill ends the subprocess at once and waits for it; after it has exited
+// (stopped, or died) it does nothing.
 func (c *child) kill() {
 	c.stopping.Store(true)
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)

@@ -126,19 +126,12 @@ func cmdIdleConns(args []string, stdout, stderr io.Writer) error {
 // samples the server's RSS.
 func runIdleConns(exe string, o idleConnsOptions, nopal bool, log io.Writer) (res IdleConnsResult, err error) {
 	var srv *child
-	srv, res.Server, err = startChatServer(exe, o.chat, nopal, log)
+	srv, res.Server, res.RSSBeforeKB, err = startChatServer(exe, o.chat, nopal, log)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if srv.alive() {
-			srv.kill()
-		}
-	}()
+	defer srv.kill() // a no-op once it has exited
 	pid := srv.pid()
-	if res.RSSBeforeKB, err = rssNow(pid); err != nil {
-		return res, err
-	}
 
 	r := &chatRun{o: o.chat, nopal: nopal, base: time.Now()}
 	r.conns = make([]*chatConn, o.chat.Conns)

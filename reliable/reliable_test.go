@@ -384,14 +384,7 @@ func TestList(t *testing.T) {
 	bus := newBus(t, "a")
 	c := newClient(t, bus)
 	ctx := testCtx(t)
-	var jids []string
-	for i := range 5 {
-		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jids = append(jids, jid)
-	}
+	jids := enqueueMails(t, c, 5)
 	other, err := c.Enqueue(ctx, "chat.room.post", "hello")
 	if err != nil {
 		t.Fatal(err)
@@ -446,16 +439,8 @@ func TestTwoWorkersShareTheWork(t *testing.T) {
 	busA := newBus(t, "a")
 	busB := joinBus(t, busA.Server, "b")
 	c := newClient(t, busA)
-	ctx := testCtx(t)
 	const n = 200
-	var jids []string
-	for i := range n {
-		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jids = append(jids, jid)
-	}
+	jids := enqueueMails(t, c, n)
 	// Every call waits until both workers have started one: so both must
 	// have taken jobs from the shared consumer.
 	var both sync.WaitGroup
@@ -511,14 +496,7 @@ func TestStopDrainsRunningJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t)
-	var jids []string
-	for i := range 3 {
-		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jids = append(jids, jid)
-	}
+	jids := enqueueMails(t, c, 3)
 	entered.Wait()
 	if st := w.Stats(); st.Running != 3 || st.AckPending != 3 || st.QueueSize != 0 || st.MaxAckPending != 1024 {
 		t.Fatalf("stats while running: %+v", st)
@@ -715,15 +693,7 @@ func TestTargetedJob(t *testing.T) {
 	_, invB := newMailer(t, "b")
 	startWorker(t, busA, invA, reliable.WorkerConfig{ServerType: "mail", Concurrency: 1})
 	startWorker(t, busB, invB, reliable.WorkerConfig{ServerType: "mail", Concurrency: 1})
-	ctx := testCtx(t)
-	var jids []string
-	for i := range 10 {
-		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)}, reliable.WithTarget("b"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		jids = append(jids, jid)
-	}
+	jids := enqueueMails(t, c, 10, reliable.WithTarget("b"))
 	for jid, j := range waitAll(t, busA, jids, 20*time.Second) {
 		var r Receipt
 		if err := j.Decode(&r); err != nil || j.Target != "b" || r.By != "b" {
@@ -764,14 +734,7 @@ func TestListWhileJobsChange(t *testing.T) {
 	c := newClient(t, bus)
 	ctx := testCtx(t)
 	const n = 300
-	jids := make([]string, 0, n)
-	for i := range n {
-		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jids = append(jids, jid)
-	}
+	jids := enqueueMails(t, c, n)
 	_, inv := newMailer(t, "a")
 	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 4})
 	for round := 0; ; round++ {
@@ -809,14 +772,7 @@ func TestWritesPerJob(t *testing.T) {
 	startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", Concurrency: 8})
 	ctx := testCtx(t)
 	const n = 50
-	jids := make([]string, n)
-	for i := range jids {
-		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jids[i] = jid
-	}
+	jids := enqueueMails(t, c, n)
 	waitAll(t, bus, jids, 20*time.Second)
 	last := func(name string) uint64 {
 		t.Helper()
@@ -864,14 +820,7 @@ func TestFinishedJobsLeaveTheStream(t *testing.T) {
 	t.Cleanup(free) // runs before the worker's Stop, which waits for the job
 	ctx := testCtx(t)
 	jobs := reliable.Stream
-	var jids []string
-	for i := range 5 {
-		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jids = append(jids, jid)
-	}
+	jids := enqueueMails(t, c, 5)
 	waitAll(t, bus, jids, 20*time.Second)
 	first, err := c.Get(ctx, jids[0])
 	if err != nil {
@@ -922,4 +871,20 @@ func awaitStreamMsgs(t testing.TB, bus *stream.Bus, name string, want uint64, ti
 		}
 		<-tick.C
 	}
+}
+
+// enqueueMails enqueues n mail jobs, to u0 … u<n-1>, with opts, and
+// returns their jids in order.
+func enqueueMails(t *testing.T, c *reliable.Client, n int, opts ...reliable.Option) []string {
+	t.Helper()
+	ctx := testCtx(t)
+	jids := make([]string, 0, n)
+	for i := range n {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: fmt.Sprint("u", i)}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jids = append(jids, jid)
+	}
+	return jids
 }
