@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -66,9 +67,9 @@ func TestBucketDeletedUnderWatchers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the other stream did not come back")
 	}
-	if _, err := other.Info(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// The server sends the advisory just before it registers the stream
+	// with the account, so an Info right after it may still miss it.
+	awaitStream(t, ctx, other)
 
 	c := start(t, join("c"), srv("c", "room"))
 	rc := record(t, c)
@@ -83,4 +84,26 @@ func TestBucketDeletedUnderWatchers(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitChange(t, ra, "b", "after", "delete", 10*time.Second)
+}
+
+// awaitStream asks for s's info until the server has it registered: the
+// creation advisory is sent a moment before that.
+func awaitStream(t *testing.T, ctx context.Context, s jetstream.Stream) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := s.Info(ctx)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Fatal(err)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("the other stream is still not found: %v", err)
+		}
+	}
 }
