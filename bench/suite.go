@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +31,8 @@ type suiteOptions struct {
 	Heartbeat time.Duration `json:"heartbeat_ns"`
 	// Scenarios to run (1–10); empty: all.
 	Scenarios []int `json:"scenarios"`
-	// CPUProfile, if set, is passed to the Nopal server of scenario 2.
+	// CPUProfile, if set, is passed to the Nopal server of scenario 2, and
+	// with "-9" before its extension to scenario 9's server with metrics on.
 	CPUProfile string `json:"cpuprofile,omitempty"`
 	// Deploys are the cluster deployments of scenarios 5, 7 and 8
 	// (embedded, external); empty: both.
@@ -143,7 +145,7 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.Compress, "compress", false, "run the Nopal server with -compress")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
 	only := fs.String("only", "", "comma-separated scenarios to run (1-11; default all)")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Nopal server during scenario 2 to this file")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Nopal server during scenario 2 to this file (and of scenario 9's server with metrics on to its name with -9 before the extension)")
 	deploys := fs.String("deploy", strings.Join(deployments, ","), "cluster deployments of scenarios 5, 7 and 8 (embedded, external)")
 	fs.IntVar(&o.PushSamples, "push-samples", 3000, "most pushes measured per deployment in scenario 7")
 	fs.IntVar(&o.Members, "members", 1000, "group members of scenario 8 (spread over 2 frontends)")
@@ -332,7 +334,7 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 	}
 	if o.runs(9) {
 		fmt.Fprintf(log, "scenario 9: metrics on vs off (standalone), %d connections, %v each\n", o.Conns, o.Duration)
-		if set, err := servers.metricsLoad(payload, o.Conns); err != nil {
+		if set, err := servers.metricsLoad(payload, o.Conns, profilePath(o.CPUProfile, "9")); err != nil {
 			fail("9", err)
 		} else {
 			res.Metrics = set
@@ -522,8 +524,9 @@ func (s suiteServers) loadPair(payload []byte, conns int, cpuprofile string) (*P
 }
 
 // metricsLoad measures the standalone server with metrics on and off, next
-// to the floor, in alternating windows.
-func (s suiteServers) metricsLoad(payload []byte, conns int) (*LoadSet, error) {
+// to the floor, in alternating windows; cpuprofile, when set, is the CPU
+// profile of the server with metrics on.
+func (s suiteServers) metricsLoad(payload []byte, conns int, cpuprofile string) (*LoadSet, error) {
 	var srvs []*child
 	defer func() {
 		for _, c := range srvs {
@@ -545,10 +548,14 @@ func (s suiteServers) metricsLoad(payload []byte, conns int) (*LoadSet, error) {
 		return loadTarget{name: name, addr: c.addr, ex: ex, pids: []int{c.pid()}}, nil
 	}
 	base := []string{"server", "-addr", "127.0.0.1:0", "-heartbeat", s.o.Heartbeat.String()}
+	on := append(slices.Clone(base), "-metrics")
+	if cpuprofile != "" {
+		on = append(on, "-cpuprofile", cpuprofile)
+	}
 	var targets []loadTarget
 	for _, spec := range [][]string{
 		{"echo-server", "echo-server", "-addr", "127.0.0.1:0"},
-		append([]string{"metrics on"}, append(base, "-metrics")...),
+		append([]string{"metrics on"}, on...),
 		append([]string{"metrics off"}, base...),
 	} {
 		t, err := start(spec[0], spec[1:]...)
@@ -560,6 +567,13 @@ func (s suiteServers) metricsLoad(payload []byte, conns int) (*LoadSet, error) {
 	res, err := s.measureLoad(targets, conns)
 	if err != nil {
 		return nil, err
+	}
+	// Stopped, not killed: the server with metrics on writes its profile
+	// as it exits.
+	for _, c := range srvs {
+		if err := c.stop(); err != nil {
+			return nil, err
+		}
 	}
 	return &LoadSet{Floor: res[0], Servers: []NamedLoad{
 		{Name: "metrics on", Describe: "1 process", Result: res[1]},
