@@ -97,7 +97,8 @@
 //
 // Durations are in nanoseconds, as the _ns suffix says. The summaries keep
 // the quantiles 0.5, 0.7, 0.9, 0.95 and 0.99 (0.7 for Pitaya's dashboards)
-// over a 10-minute window. Summaries cannot be aggregated across servers,
+// over a 10-minute window that moves in steps of 5 minutes
+// (Config.SummaryAgeBuckets; Pitaya's moved in steps of 2). Summaries cannot be aggregated across servers,
 // so every response is also counted in the histogram
 // <ns>_handler_response_time_ns_hist (buckets Config.Buckets, by default
 // DefaultBuckets: 100µs to 10s); its name is the summary's plus "_hist"

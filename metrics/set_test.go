@@ -457,6 +457,8 @@ func TestNewSetErrors(t *testing.T) {
 		{"reserved const label", Config{ConstLabels: map[string]string{"le": "x"}}},
 		{"bad const label name", Config{ConstLabels: map[string]string{"1bad": "x"}}},
 		{"bad namespace", Config{Namespace: "no-dash"}},
+		{"summary age buckets negative", Config{SummaryAgeBuckets: -1}},
+		{"summary age buckets too many", Config{SummaryAgeBuckets: maxSummaryAgeBuckets + 1}},
 		{"custom collides with built-in", Config{Custom: CustomConfig{Gauges: []CustomMetric{{Subsystem: "sys", Name: "goroutines"}}}}},
 		{"custom duplicate across kinds", Config{Custom: CustomConfig{
 			Counters: []CustomMetric{{Name: "x"}}, Gauges: []CustomMetric{{Name: "x"}}}}},
@@ -478,6 +480,11 @@ func TestNewSetErrors(t *testing.T) {
 	}
 	if _, err := NewSet(Config{}, nil); err == nil {
 		t.Error("NewSet accepted a nil Reporter")
+	}
+	for _, ages := range []int{1, 5, maxSummaryAgeBuckets} { // 5: Pitaya's
+		if _, err := NewSet(Config{SummaryAgeBuckets: ages}); err != nil {
+			t.Errorf("SummaryAgeBuckets %d: %v", ages, err)
+		}
 	}
 }
 
