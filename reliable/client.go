@@ -156,13 +156,19 @@ func (c *Client) Wait(ctx context.Context, jid string) (Job, error) {
 			}
 			if e == nil { // end of the initial value
 				if !seen {
-					// No record: a job no worker has taken yet, or none.
-					q, err := c.s.queued(ctx, jid)
+					// No record when the watch began: a job no worker
+					// had taken yet, or none. It may have been taken,
+					// finished and its message purged since: load reads
+					// the record again after the message.
+					r, _, err := c.s.load(ctx, jid)
+					if errors.Is(err, ErrNotFound) {
+						return Job{}, fmt.Errorf("%w: %s", ErrNotFound, jid)
+					}
 					if err != nil {
 						return Job{}, fmt.Errorf("reliable: wait %s: %w", jid, err)
 					}
-					if q == nil {
-						return Job{}, fmt.Errorf("%w: %s", ErrNotFound, jid)
+					if r.State.Terminal() {
+						return r.Job, nil
 					}
 					seen = true
 				}

@@ -888,3 +888,59 @@ func enqueueMails(t *testing.T, c *reliable.Client, n int, opts ...reliable.Opti
 	}
 	return jids
 }
+
+// TestReadersRaceThePurge holds the reply to a reader's first read of a
+// job (Get's record, Wait's watch) while the job is claimed, finished and
+// purged from JOBS. The reader then finds no message either: it must read
+// the record again (a worker writes it before the message goes), not
+// report the job missing.
+func TestReadersRaceThePurge(t *testing.T) {
+	bus := connect(t, stream.Config{ServerID: "a", Logger: discard,
+		Embedded: stream.Embedded{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}})
+	c := newClient(t, bus)
+	proxy := startHoldProxy(t, bus.ClientURL())
+	reader := newClient(t, connect(t, stream.Config{ServerID: "reader", Logger: discard, URL: proxy.url}))
+	_, inv := newMailer(t, "a")
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name  string
+		read  func(jid string) (reliable.Job, error)
+		reply string // in the reply to the first read
+	}{
+		{"Get", func(jid string) (reliable.Job, error) { return reader.Get(ctx, jid) }, "404"},
+		{"Wait", func(jid string) (reliable.Job, error) { return reader.Wait(ctx, jid) }, "consumer_create_response"},
+	} {
+		jid, err := c.Enqueue(ctx, route, &Mail{To: tc.name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, release := proxy.holdNext(tc.reply)
+		type result struct {
+			j   reliable.Job
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			j, err := tc.read(jid)
+			done <- result{j, err}
+		}()
+		select {
+		case <-held: // served: no record yet, and the reader does not know
+		case <-ctx.Done():
+			t.Fatal("the reader's first read got no reply")
+		}
+		// No worker runs until the reader's first read is served.
+		w := startWorker(t, bus, inv, reliable.WorkerConfig{ServerType: "mail", SweepInterval: 20 * time.Millisecond})
+		if j, err := c.Wait(ctx, jid); err != nil || j.State != reliable.Succeeded {
+			t.Fatalf("%s: Wait = %+v, %v", tc.name, j, err)
+		}
+		awaitStreamMsgs(t, bus, reliable.Stream, 0, 10*time.Second)
+		if err := w.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		release()
+		if r := <-done; r.err != nil || r.j.State != reliable.Succeeded {
+			t.Errorf("%s = %s, %v; want succeeded", tc.name, r.j.State, r.err)
+		}
+	}
+}

@@ -192,12 +192,15 @@ func (s *store) load(ctx context.Context, jid string) (*record, uint64, error) {
 	if qerr != nil {
 		return nil, 0, qerr
 	}
-	if q == nil {
-		return nil, 0, err
-	}
-	// Taken meanwhile? The record has the last word.
+	// Taken meanwhile? The record has the last word. Read it again even
+	// when the message is gone: a job may have been claimed, finished and
+	// purged from JOBS since the first read, and every path that removes a
+	// message (a purge below an ack floor, Cancel) writes the record first.
 	if r, rev, err := s.get(ctx, jid); !errors.Is(err, ErrNotFound) {
 		return r, rev, err
+	}
+	if q == nil {
+		return nil, 0, err
 	}
 	return q, 0, nil
 }
