@@ -26,9 +26,14 @@ type suiteOptions struct {
 	StartRuns int           `json:"start_runs"`
 	// Rounds is how many measured windows each server gets in scenarios
 	// 1 and 2, alternating between the floor and Nopal.
-	Rounds    int           `json:"rounds"`
-	Compress  bool          `json:"compress"`
-	Heartbeat time.Duration `json:"heartbeat_ns"`
+	Rounds int `json:"rounds"`
+	// OnOffScale multiplies -duration and -rounds in scenarios 6 and 9,
+	// which compare one server with a feature on and off: their ratio is
+	// a difference of a few percent, and needs longer windows than the
+	// noise of a 5 s run allows.
+	OnOffScale int           `json:"onoff_scale"`
+	Compress   bool          `json:"compress"`
+	Heartbeat  time.Duration `json:"heartbeat_ns"`
 	// Scenarios to run (1–10); empty: all.
 	Scenarios []int `json:"scenarios"`
 	// CPUProfile, if set, is passed to the Nopal server of scenario 2, and
@@ -142,6 +147,7 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Settle, "settle", time.Second, "wait before sampling RSS with the idle connections open")
 	fs.IntVar(&o.StartRuns, "start-runs", 3, "start-time runs (the median is reported)")
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating floor/Nopal windows per load scenario (each -duration/rounds long)")
+	fs.IntVar(&o.OnOffScale, "onoff-scale", 3, "scenarios 6 and 9 (a feature on vs off) run this many times -duration, in as many times -rounds windows")
 	fs.BoolVar(&o.Compress, "compress", false, "run the Nopal server with -compress")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 60*time.Second, "heartbeat interval of the Nopal server")
 	only := fs.String("only", "", "comma-separated scenarios to run (1-11; default all)")
@@ -181,9 +187,9 @@ func cmdSuite(args []string, stdout, stderr io.Writer) error {
 	if len(o.Deploys) == 0 {
 		return errors.New("suite: -deploy: no deployment")
 	}
-	if o.Duration <= 0 || o.Conns <= 0 || o.Idle <= 0 || o.Payload < 0 || o.StartRuns <= 0 || o.Rounds <= 0 ||
+	if o.Duration <= 0 || o.Conns <= 0 || o.Idle <= 0 || o.Payload < 0 || o.StartRuns <= 0 || o.Rounds <= 0 || o.OnOffScale <= 0 ||
 		o.PushSamples <= 0 || o.Members <= 0 || o.Broadcasts <= 0 || o.JobsCap <= 0 {
-		return errors.New("suite: -duration, -conns, -idle, -rounds, -start-runs, -push-samples, -members, -broadcasts and -jobs must be positive, -payload not negative")
+		return errors.New("suite: -duration, -conns, -idle, -rounds, -onoff-scale, -start-runs, -push-samples, -members, -broadcasts and -jobs must be positive, -payload not negative")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -218,6 +224,9 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 	}
 	if o.Rounds <= 0 {
 		o.Rounds = 1
+	}
+	if o.OnOffScale <= 0 {
+		o.OnOffScale = 1
 	}
 	if len(o.Deploys) == 0 {
 		o.Deploys = deployments
@@ -320,21 +329,25 @@ func runSuite(exe string, o suiteOptions, log io.Writer) (*Results, error) {
 			res.ClusterThroughput = set
 		}
 	}
+	// Scenarios 6 and 9 run longer (-onoff-scale).
+	onoff := servers
+	onoff.o.Duration *= time.Duration(o.OnOffScale)
+	onoff.o.Rounds *= o.OnOffScale
 	if o.runs(6) {
-		fmt.Fprintf(log, "scenario 6: traffic recording on vs off (embedded), %d connections, %v each\n", o.Conns, o.Duration)
+		fmt.Fprintf(log, "scenario 6: traffic recording on vs off (embedded), %d connections, %v each\n", o.Conns, onoff.o.Duration)
 		specs := []clusterSpec{
 			{name: "traffic on", kind: deployEmbedded, traffic: true},
 			{name: "traffic off", kind: deployEmbedded, traffic: false},
 		}
-		if set, err := servers.clusterLoad(payload, o.Conns, specs, profilePath(o.ClusterCPUProfile, "6")); err != nil {
+		if set, err := onoff.clusterLoad(payload, o.Conns, specs, profilePath(o.ClusterCPUProfile, "6")); err != nil {
 			fail("6", err)
 		} else {
 			res.Traffic = set
 		}
 	}
 	if o.runs(9) {
-		fmt.Fprintf(log, "scenario 9: metrics on vs off (standalone), %d connections, %v each\n", o.Conns, o.Duration)
-		if set, err := servers.metricsLoad(payload, o.Conns, profilePath(o.CPUProfile, "9")); err != nil {
+		fmt.Fprintf(log, "scenario 9: metrics on vs off (standalone), %d connections, %v each\n", o.Conns, onoff.o.Duration)
+		if set, err := onoff.metricsLoad(payload, o.Conns, profilePath(o.CPUProfile, "9")); err != nil {
 			fail("9", err)
 		} else {
 			res.Metrics = set
@@ -800,8 +813,8 @@ func idleMixed(exe string, o suiteOptions, log io.Writer) (*Pair[IdleConnsResult
 func renderTable(w io.Writer, r *Results) {
 	printEnv(w, r.Env)
 	o := r.Options
-	fmt.Fprintf(w, "options: duration %v in %d alternating windows, warm-up %v, conns %d, idle %d, payload %d B, compress %v, heartbeat %v\n",
-		o.Duration, o.Rounds, o.Warmup, o.Conns, o.Idle, o.Payload, o.Compress, o.Heartbeat)
+	fmt.Fprintf(w, "options: duration %v in %d alternating windows (scenarios 6 and 9: %d times both), warm-up %v, conns %d, idle %d, payload %d B, compress %v, heartbeat %v\n",
+		o.Duration, o.Rounds, max(o.OnOffScale, 1), o.Warmup, o.Conns, o.Idle, o.Payload, o.Compress, o.Heartbeat)
 	if o.runs(5) || o.runs(6) || o.runs(7) || o.runs(8) {
 		fmt.Fprintf(w, "cluster: deployments %s, traffic recording on (scenario 6: on and off), push samples %d, members %d, broadcasts %d\n",
 			strings.Join(o.Deploys, ", "), o.PushSamples, o.Members, o.Broadcasts)
