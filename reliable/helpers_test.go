@@ -1,14 +1,10 @@
 package reliable_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -215,120 +211,4 @@ func streamMsgs(t testing.TB, bus *stream.Bus, name string) uint64 {
 		t.Fatal(err)
 	}
 	return s.CachedInfo().State.Msgs
-}
-
-// holdProxy forwards NATS client connections to a server. Armed by
-// holdNext, it holds the next bytes the server sends a client that hold a
-// marker until they are released: a request has been served, and its
-// client has not seen the reply yet.
-type holdProxy struct {
-	url  string
-	done chan struct{} // closed at the test's end: nothing is held
-	mu   sync.Mutex
-	gate *holdGate
-}
-
-type holdGate struct {
-	marker        []byte
-	held, release chan struct{}
-}
-
-func startHoldProxy(t testing.TB, serverURL string) *holdProxy {
-	t.Helper()
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &holdProxy{url: "nats://" + l.Addr().String(), done: make(chan struct{})}
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	t.Cleanup(func() {
-		close(p.done)
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		conns.Wait()
-	})
-	conns.Add(1)
-	go func() {
-		defer conns.Done()
-		for {
-			client, err := l.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				_ = client.Close()
-				continue
-			}
-			mu.Lock()
-			open = append(open, client, server)
-			mu.Unlock()
-			conns.Add(2)
-			go func() {
-				defer conns.Done()
-				_, _ = io.Copy(server, client)
-				_ = server.Close()
-			}()
-			go func() {
-				defer conns.Done()
-				p.toClient(client, server)
-				_ = client.Close()
-			}()
-		}
-	}()
-	return p
-}
-
-// toClient copies the server's bytes to the client, holding them at an
-// armed gate.
-func (p *holdProxy) toClient(client, server net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := server.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			g := p.gate
-			if g != nil && bytes.Contains(buf[:n], g.marker) {
-				p.gate = nil
-			} else {
-				g = nil
-			}
-			p.mu.Unlock()
-			if g != nil {
-				close(g.held)
-				select {
-				case <-g.release:
-				case <-p.done:
-					return
-				}
-			}
-			if _, werr := client.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// holdNext arms the proxy: held is closed once it holds the server's next
-// bytes that contain marker, which reach the client when release is called.
-func (p *holdProxy) holdNext(marker string) (held <-chan struct{}, release func()) {
-	g := &holdGate{marker: []byte(marker), held: make(chan struct{}), release: make(chan struct{})}
-	p.mu.Lock()
-	p.gate = g
-	p.mu.Unlock()
-	var once sync.Once
-	return g.held, func() { once.Do(func() { close(g.release) }) }
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nopal-dev/nopal/codec"
+	"github.com/nopal-dev/nopal/internal/testproxy"
 	"github.com/nopal-dev/nopal/reliable"
 	"github.com/nopal-dev/nopal/stream"
 )
@@ -898,8 +900,12 @@ func TestReadersRaceThePurge(t *testing.T) {
 	bus := connect(t, stream.Config{ServerID: "a", Logger: discard,
 		Embedded: stream.Embedded{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}})
 	c := newClient(t, bus)
-	proxy := startHoldProxy(t, bus.ClientURL())
-	reader := newClient(t, connect(t, stream.Config{ServerID: "reader", Logger: discard, URL: proxy.url}))
+	u, err := url.Parse(bus.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testproxy.Start(t, u.Host)
+	reader := newClient(t, connect(t, stream.Config{ServerID: "reader", Logger: discard, URL: "nats://" + proxy.Addr()}))
 	_, inv := newMailer(t, "a")
 	ctx := testCtx(t)
 	for _, tc := range []struct {
@@ -914,7 +920,7 @@ func TestReadersRaceThePurge(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		held, release := proxy.holdNext(tc.reply)
+		held, release := proxy.HoldNext(tc.reply)
 		type result struct {
 			j   reliable.Job
 			err error

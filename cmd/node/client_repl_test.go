@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nopal-dev/nopal/internal/testproxy"
 )
 
 // replWait bounds each wait for a line of the REPL: generous, for -race on
@@ -174,95 +175,6 @@ func serveStoppable(t *testing.T) (addr string, stop func() error) {
 	return addr, stop
 }
 
-// tcpProxy forwards TCP connections to a server, so that a test can fail
-// the network between a client and the server: cut closes the connections
-// through it, as a network failure would; close also stops it listening,
-// so that its address is dead.
-type tcpProxy struct {
-	ln    net.Listener
-	to    string
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startProxy(t *testing.T, to string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, to: to, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *tcpProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.to)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		if !p.track(c, s) {
-			return
-		}
-		for _, dir := range [][2]net.Conn{{c, s}, {s, c}} {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				_, _ = io.Copy(dir[0], dir[1])
-				_ = dir[0].Close()
-				_ = dir[1].Close()
-			}()
-		}
-	}
-}
-
-// track records a pair of connections; after close it closes them instead
-// and reports false.
-func (p *tcpProxy) track(c, s net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.conns == nil {
-		_ = c.Close()
-		_ = s.Close()
-		return false
-	}
-	p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-	return true
-}
-
-// cut closes the connections through the proxy; it goes on listening.
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		_ = c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// close cuts the connections and stops listening; it waits for the
-// proxy's goroutines.
-func (p *tcpProxy) close() {
-	_ = p.ln.Close()
-	p.cut()
-	p.mu.Lock()
-	p.conns = nil
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
 // What happens to the connection is printed at once, while the REPL waits
 // for input: a drain of the server (its kick), a network failure that the
 // session survives, one it does not survive (within -resume, or with no
@@ -272,32 +184,32 @@ func TestREPLReportsWhileIdle(t *testing.T) {
 	tests := []struct {
 		name   string
 		resume string // the -resume flag
-		fail   func(stop func() error, p *tcpProxy) error
+		fail   func(stop func() error, p *testproxy.Proxy) error
 		want   []string // the lines, in order, printed with no input ({proxy}: its address)
 		ended  bool     // the client has ended: "disconnected" and errors
 	}{
 		{
 			name:  "drain kicks",
-			fail:  func(stop func() error, _ *tcpProxy) error { return stop() },
+			fail:  func(stop func() error, _ *testproxy.Proxy) error { return stop() },
 			want:  []string{"kicked by the server (a server that drains or shuts down kicks every client)", "disconnected"},
 			ended: true,
 		},
 		{
 			name: "network cut, resumed",
-			fail: func(_ func() error, p *tcpProxy) error { p.cut(); return nil },
+			fail: func(_ func() error, p *testproxy.Proxy) error { p.Cut(); return nil },
 			want: []string{"connection lost: resuming…", "resumed the session on {proxy} (the same frontend)"},
 		},
 		{
 			name:   "network down past -resume",
 			resume: "300ms",
-			fail:   func(_ func() error, p *tcpProxy) error { p.close(); return nil },
+			fail:   func(_ func() error, p *testproxy.Proxy) error { p.Close(); return nil },
 			want:   []string{"connection lost: resuming…", "resume failed: client: session lost: no server resumed it within 300ms", "disconnected"},
 			ended:  true,
 		},
 		{
 			name:   "network cut, no resume",
 			resume: "0",
-			fail:   func(_ func() error, p *tcpProxy) error { p.cut(); return nil },
+			fail:   func(_ func() error, p *testproxy.Proxy) error { p.Cut(); return nil },
 			want:   []string{"connection closed: ", "disconnected"},
 			ended:  true,
 		},
@@ -306,8 +218,8 @@ func TestREPLReportsWhileIdle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv, stop := serveStoppable(t)
-			p := startProxy(t, srv)
-			args := []string{"-addr", p.addr()}
+			p := testproxy.Start(t, srv)
+			args := []string{"-addr", p.Addr()}
 			if tc.resume != "" {
 				args = append(args, "-resume", tc.resume)
 			}
@@ -319,7 +231,7 @@ func TestREPLReportsWhileIdle(t *testing.T) {
 				t.Fatalf("serve: %v", err)
 			}
 			for _, w := range tc.want {
-				r.waitLine(t, strings.ReplaceAll(w, "{proxy}", p.addr()))
+				r.waitLine(t, strings.ReplaceAll(w, "{proxy}", p.Addr()))
 			}
 			if tc.ended {
 				r.send(t, "request room.join {}")
@@ -370,15 +282,15 @@ func TestREPLDropResumes(t *testing.T) {
 func TestREPLResumesOnAnotherFrontend(t *testing.T) {
 	a := startServe(t, "-nats-listen", "127.0.0.1:0") // connector and room
 	b := startServe(t, "-type", "connector", "-nats", a.nats)
-	p := startProxy(t, a.tcp)
-	r := startREPL(t, "-addr", p.addr(), "-resume-addrs", b.tcp)
+	p := testproxy.Start(t, a.tcp)
+	r := startREPL(t, "-addr", p.Addr(), "-resume-addrs", b.tcp)
 	r.send(t, "request room.room.join {}")
 	r.waitLine(t, `response {"code":0,"result":"success"}`)
 
-	p.close() // the way to the first frontend is gone
+	p.Close() // the way to the first frontend is gone
 	r.waitLines(t,
 		"connection lost: resuming…",
-		"resumed the session on "+b.tcp+" (another frontend; was "+p.addr()+")",
+		"resumed the session on "+b.tcp+" (another frontend; was "+p.Addr()+")",
 	)
 	r.send(t, `notify room.room.message {"name":"me","content":"from the other frontend"}`)
 	r.waitLine(t, `push onMessage {"name":"me","content":"from the other frontend"}`)
