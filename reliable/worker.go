@@ -310,6 +310,22 @@ func (w *Worker) Stats() WorkerStats {
 	return st
 }
 
+// dueSoon is the longest a delivered job waits for its NotBefore in the
+// worker, holding its slot; a job due later goes back to JetStream.
+const dueSoon = 5 * time.Millisecond
+
+// pause waits d, and reports false if Stop was called meanwhile.
+func (w *Worker) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.stopCh:
+		return false
+	}
+}
+
 func (w *Worker) stopping() bool {
 	select {
 	case <-w.stopCh:
@@ -413,10 +429,15 @@ func (w *Worker) claim(msg jetstream.Msg, md *jetstream.MsgMetadata, jid string)
 			w.finish(msg, r)
 			return nil, 0, false
 		}
-		if wait := r.NotBefore.Sub(now); wait > 5*time.Millisecond {
-			// Not due: nothing to write, the message waits.
-			_ = msg.NakWithDelay(wait)
-			return nil, 0, false
+		if wait := r.NotBefore.Sub(now); wait > 0 {
+			if wait > dueSoon || !w.pause(wait) {
+				// Not due: nothing to write, the message waits.
+				_ = msg.NakWithDelay(wait)
+				return nil, 0, false
+			}
+			// Due in a moment: it waited here rather than for a
+			// redelivery, and does not start before NotBefore.
+			now = time.Now()
 		}
 		r.State, r.Seq, r.Updated, r.NotBefore = Running, seq, now, time.Time{}
 		r.Attempts = append(r.Attempts, Attempt{N: len(r.Attempts) + 1, Server: w.cfg.ServerID, Started: now})
