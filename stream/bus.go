@@ -533,6 +533,7 @@ func provision[T any](ctx context.Context, what string, create func(context.Cont
 		defer cancel()
 	}
 	backoff := 50 * time.Millisecond
+	createFailures := 0
 	for {
 		actx, cancel := context.WithTimeout(ctx, provisionAttempt)
 		v, err := create(actx)
@@ -540,7 +541,16 @@ func provision[T any](ctx context.Context, what string, create func(context.Cont
 		if err == nil {
 			return v, nil
 		}
-		if ctx.Err() != nil || !notYet(err) {
+		retry := notYet(err)
+		if !retry && createFailed(err) && createFailures < createRetries {
+			// "error creating store for stream": seen when a stream is
+			// made again right after one of the same name was deleted
+			// (the server removes the old store in the background). A
+			// stream that cannot be made at all fails a moment later.
+			createFailures++
+			retry = true
+		}
+		if ctx.Err() != nil || !retry {
 			return v, fmt.Errorf("stream: %s: %w", what, err)
 		}
 		select {
@@ -551,6 +561,20 @@ func provision[T any](ctx context.Context, what string, create func(context.Cont
 		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// createRetries bounds provision's retries of a stream the server failed
+// to create (about 1.5 s with the backoff).
+const createRetries = 5
+
+// createFailed reports whether err is the server's JSStreamCreateErrF: it
+// could not create the stream, for the reason its description gives.
+func createFailed(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamCreate
+}
+
+// errCodeStreamCreate is the server's JSStreamCreateErrF.
+const errCodeStreamCreate = 10049
 
 // notYet reports whether a JetStream API error means "try again later".
 func notYet(err error) bool {

@@ -136,35 +136,35 @@ func (b *Bus) awaitRun(ctx context.Context, run uint64) bool {
 // RetryMissing runs op; when it fails because a stream or bucket is missing,
 // RetryMissing has b re-provision them (RecoverMissingWait, bounded by ctx)
 // and runs op again. A stream just created may answer "no responders" for a
-// few milliseconds more (its direct-get responders start after it), so op
-// is tried up to missingRetries times, 20 ms apart at first, while it still
-// fails that way. A nil b runs op once. Use it around an operation that has
-// not happened when it failed that way (a KV write or read, a purge, a
-// publish that no stream took).
+// while more (its direct-get responders start after it: milliseconds, more
+// on a loaded machine), so op is tried again, 20 ms apart at first, for up
+// to missingPatience while it still fails that way. A nil b runs op once.
+// Use it around an operation that has not happened when it failed that way
+// (a KV write or read, a purge, a publish that no stream took).
 func RetryMissing[T any](ctx context.Context, b *Bus, op func(context.Context) (T, error)) (T, error) {
 	v, err := op(ctx)
 	if err == nil || b == nil || !b.RecoverMissingWait(ctx, err) {
 		return v, err
 	}
+	give := time.Now().Add(missingPatience)
 	wait := 20 * time.Millisecond
-	for range missingRetries {
-		if v, err = op(ctx); err == nil || !IsMissing(err) {
+	for {
+		if v, err = op(ctx); err == nil || !IsMissing(err) || !time.Now().Before(give) {
 			return v, err
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(min(wait, time.Until(give)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return v, err
 		case <-t.C:
 		}
-		wait *= 2
+		wait = min(2*wait, 250*time.Millisecond)
 	}
-	return op(ctx)
 }
 
-// missingRetries bounds RetryMissing's tries after a re-provisioning.
-const missingRetries = 4
+// missingPatience bounds RetryMissing's tries after a re-provisioning.
+const missingPatience = 2 * time.Second
 
 // Reprovision re-provisions now every stream and bucket provisioned through
 // the Bus that is missing (create-only) and waits until that is done or ctx
