@@ -807,9 +807,14 @@ func TestFinishedJobsLeaveTheStream(t *testing.T) {
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	free := func() { releaseOnce.Do(func() { close(release) }) }
+	entered := make(chan struct{}, 1)
 	m.gate = func(ctx context.Context, to string) error {
 		if to != "slow" {
 			return nil
+		}
+		select {
+		case entered <- struct{}{}:
+		default:
 		}
 		select {
 		case <-release:
@@ -831,6 +836,11 @@ func TestFinishedJobsLeaveTheStream(t *testing.T) {
 	slow, err := c.Enqueue(ctx, route, &Mail{To: "slow"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-entered: // claimed: its record says running
+	case <-ctx.Done():
+		t.Fatal("the slow job did not start")
 	}
 	awaitStreamMsgs(t, bus, jobs, 1, 10*time.Second)
 	s, err := bus.JetStream().Stream(ctx, bus.Name(jobs))
